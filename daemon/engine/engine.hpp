@@ -1,0 +1,135 @@
+#pragma once
+
+// The token engine (SPEC §5): per-profile cache, refresh ahead with jitter,
+// single flight, backoff, one shared CR token. Plain logic on injected ports
+// (ports.hpp); single-threaded: every call and callback on one thread.
+
+#include "daemon/engine/ports.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace iamtok::engine {
+
+struct Settings
+{
+  double at_fraction = 0.8;                     // refresh at this fraction of a lifetime
+  std::chrono::seconds min_valid{60};           // default min_valid_s of a request
+  std::chrono::seconds timeout{10};             // refresh.timeout_s
+};
+
+struct ProfileSpec
+{
+  std::string name;     // the local handle callers use
+  ProfileTarget target; // what is sent upstream
+  friend bool operator==(const ProfileSpec&, const ProfileSpec&) = default;
+};
+
+struct Grant
+{
+  Secret access_token;
+  std::int64_t expires_at = 0; // Unix seconds (wall clock, for callers)
+  std::int64_t expires_in = 0; // seconds left now
+};
+
+struct TokenError
+{
+  enum class Code { unknown_profile, unavailable };
+  Code code = Code::unavailable;
+  std::string message;                  // never holds a token
+  std::int64_t retry_after_s = 0;       // unavailable only
+  std::optional<UpstreamError> upstream; // the last upstream failure, if any
+};
+
+using TokenResult = tl::expected<Grant, TokenError>;
+using TokenCallback = std::function<void(TokenResult)>;
+
+enum class State { pending, fresh, refreshing, stale, failed };
+std::string_view to_string(State state);
+
+struct ProfileStatus
+{
+  std::string name;
+  State state = State::pending;
+  std::optional<std::int64_t> expires_at; // Unix seconds
+  std::optional<std::int64_t> refresh_at; // Unix seconds of the next attempt
+  std::uint64_t refreshes = 0;            // successful exchanges
+  std::uint64_t failures = 0;             // failed attempts
+  std::optional<UpstreamError> last_error;
+};
+
+struct SourceStatus
+{
+  std::string state = "pending"; // pending | ok | failed
+  std::optional<std::int64_t> expires_at; // cached CR token, if any
+  std::optional<UpstreamError> last_error;
+};
+
+struct Status
+{
+  SourceStatus source;
+  std::vector<ProfileStatus> profiles; // in configuration order
+  std::uint64_t upstream_calls = 0;    // IMDS token + exchange calls started
+};
+
+struct Ports
+{
+  Clock& clock;
+  Timers& timers;
+  Random& random;
+  Upstream& upstream;
+};
+
+using WatchId = std::uint64_t;
+
+class Engine
+{
+public:
+  Engine(Ports ports, Settings settings, std::vector<ProfileSpec> profiles);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Eager start: begins the first fetch of every profile.
+  void start();
+
+  // Hands out a token valid for at least min(min_valid, half its lifetime)
+  // (default Settings::min_valid), refreshing first when the cached one falls
+  // short; waits for an attempt in flight or due within Settings::timeout,
+  // else answers `unavailable` with retry_after_s. Calls `done` exactly once,
+  // possibly from inside this call.
+  void get_token(std::string_view profile, std::optional<std::chrono::seconds> min_valid,
+                 TokenCallback done);
+
+  // Calls `on_renewed` with every new token of `profile` from now on, and
+  // once with unknown_profile if a reconfigure removes the profile (the watch
+  // then ends). Returns 0 (and never calls) for an unknown profile.
+  WatchId watch(std::string_view profile, TokenCallback on_renewed);
+  void unwatch(WatchId id);
+
+  // Swaps in new settings and profiles. Profiles whose spec is unchanged keep
+  // their tokens and schedules; new ones are fetched at once; removed ones
+  // fail their waiters and watchers with unknown_profile.
+  void reconfigure(Settings settings, std::vector<ProfileSpec> profiles);
+
+  // Calls `done` once every profile has finished its first attempt (success
+  // or failure) since start() or the last reconfigure(); at once if so now.
+  void when_settled(std::function<void()> done);
+
+  bool has_profile(std::string_view profile) const;
+  Status status() const;
+
+  // Cancels every timer and drops every callback without calling it.
+  void stop();
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace iamtok::engine

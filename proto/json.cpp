@@ -1,0 +1,2 @@
+#include "proto/json.hpp"
+// Implemented with the protocol codec (issue 3).
