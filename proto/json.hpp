@@ -18,18 +18,38 @@ namespace iamtok::json {
 bool is_valid_utf8(std::string_view text) noexcept;
 
 // Appends `text` to `out` as a JSON string literal, quotes included: escapes
-// '"', '\\' and control characters. Invalid UTF-8 bytes become U+FFFD.
+// '"', '\\', DEL and every control character (short escapes for \b \f \n \r
+// \t, \u00XX for the rest). Each byte that is not part of well-formed UTF-8
+// becomes U+FFFD, so the output is always valid UTF-8.
 void append_quoted(std::string& out, std::string_view text);
 std::string quoted(std::string_view text);
 
+// A short, fixed description of a simdjson error ("syntax error", "invalid
+// UTF-8", "nested too deeply", ...); never contains input.
+std::string_view describe_error(simdjson::error_code error) noexcept;
+
 // Parses one whole JSON document (a trailing second value or any syntax
-// error fails) and rejects duplicate object keys anywhere in it. On failure
-// returns a one-line message saying what is wrong (never echoing the input).
-// The returned element lives as long as `parser` and its next parse().
+// error fails) from a padded copy of `text` and rejects duplicate object keys
+// anywhere in it. On failure returns a one-line message, "invalid JSON: <why>"
+// or "duplicate key <path>", never echoing input values. The returned element
+// lives as long as `parser` and its next parse(); it does not refer to `text`.
 tl::expected<simdjson::dom::element, std::string>
 parse_document(simdjson::dom::parser& parser, std::string_view text);
 
-// The JSON path ("a.b[2].c") of the first duplicate key in `element`, if any.
+// Zeroes the parser's copy of the last document's string values; call it
+// (or let a parser go out of scope only after it) when that document held a
+// secret such as an access token.
+void wipe_strings(simdjson::dom::parser& parser) noexcept;
+
+// The JSON path of the first duplicate key in `element` (document order), or
+// nullopt if there is none. Paths look like "profiles[2].name"; a key that is
+// not 1-64 characters of [A-Za-z0-9_-] is shown as "<key>" so no input value
+// can leak through a path.
 std::optional<std::string> find_duplicate_key(simdjson::dom::element element);
+
+// Appends `key` to a JSON path the way find_duplicate_key does ("a" + "b" ->
+// "a.b", unsafe keys as "<key>"); and an array index ("a" + 2 -> "a[2]").
+void append_path_key(std::string& path, std::string_view key);
+void append_path_index(std::string& path, std::size_t index);
 
 } // namespace iamtok::json

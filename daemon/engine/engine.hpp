@@ -49,6 +49,12 @@ struct TokenError
 using TokenResult = tl::expected<Grant, TokenError>;
 using TokenCallback = std::function<void(TokenResult)>;
 
+// pending: no token yet and no attempt finished (the first may be in flight);
+// fresh: a valid token, no attempt in flight; refreshing: a valid token and
+// an attempt in flight; stale: a valid token but the last attempt failed
+// (also while its retry is in flight); failed: no valid token and either the
+// last attempt failed or the token expired. Computed when asked, so no timer
+// fires at expiry.
 enum class State { pending, fresh, refreshing, stale, failed };
 std::string_view to_string(State state);
 
@@ -57,16 +63,16 @@ struct ProfileStatus
   std::string name;
   State state = State::pending;
   std::optional<std::int64_t> expires_at; // Unix seconds
-  std::optional<std::int64_t> refresh_at; // Unix seconds of the next attempt
+  std::optional<std::int64_t> refresh_at; // Unix seconds of the next attempt (unset: in flight)
   std::uint64_t refreshes = 0;            // successful exchanges
   std::uint64_t failures = 0;             // failed attempts
-  std::optional<UpstreamError> last_error;
+  std::optional<UpstreamError> last_error; // current failure streak; a success clears it
 };
 
 struct SourceStatus
 {
   std::string state = "pending"; // pending | ok | failed
-  std::optional<std::int64_t> expires_at; // cached CR token, if any
+  std::optional<std::int64_t> expires_at; // cached CR token, if any (never: file source)
   std::optional<UpstreamError> last_error;
 };
 
@@ -95,26 +101,39 @@ public:
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Eager start: begins the first fetch of every profile.
+  // Eager start: begins the first fetch of every profile (not already
+  // fetching). Only the first call counts.
   void start();
 
   // Hands out a token valid for at least min(min_valid, half its lifetime)
-  // (default Settings::min_valid), refreshing first when the cached one falls
-  // short; waits for an attempt in flight or due within Settings::timeout,
-  // else answers `unavailable` with retry_after_s. Calls `done` exactly once,
-  // possibly from inside this call.
+  // (default Settings::min_valid; never an expired one), refreshing first when
+  // the cached one falls short. A profile that is backing off is not retried
+  // sooner: the caller waits for the attempt in flight or one due within
+  // Settings::timeout, else gets `unavailable` at once. A waiter gets the
+  // token of the attempt it waited for; if that attempt fails it keeps
+  // waiting only if the retry is due before its deadline (now + timeout),
+  // else gets `unavailable` (retry_after_s = seconds to the next attempt, at
+  // least 1; upstream = the last failure). Unknown profile: unknown_profile.
+  // Calls `done` exactly once, possibly from inside this call (a cache hit),
+  // except that stop() and destruction drop waiting callers uncalled.
   void get_token(std::string_view profile, std::optional<std::chrono::seconds> min_valid,
                  TokenCallback done);
 
   // Calls `on_renewed` with every new token of `profile` from now on, and
   // once with unknown_profile if a reconfigure removes the profile (the watch
-  // then ends). Returns 0 (and never calls) for an unknown profile.
+  // then ends). Returns 0 (and never calls) for an unknown profile or after
+  // stop(). For "current token, then every renewal", call watch() from inside
+  // the get_token callback: no renewal can slip in between, none is repeated.
+  // Watches follow the name: a reload that changes a profile's target keeps
+  // them and delivers the new target's tokens.
   WatchId watch(std::string_view profile, TokenCallback on_renewed);
   void unwatch(WatchId id);
 
   // Swaps in new settings and profiles. Profiles whose spec is unchanged keep
-  // their tokens and schedules; new ones are fetched at once; removed ones
-  // fail their waiters and watchers with unknown_profile.
+  // their tokens and schedules; new ones (and ones whose target changed: their
+  // old token is dropped, their waiters wait on) are fetched at once if
+  // started; removed ones fail their waiters and watchers with unknown_profile
+  // (called from inside this call).
   void reconfigure(Settings settings, std::vector<ProfileSpec> profiles);
 
   // Calls `done` once every profile has finished its first attempt (success
@@ -124,7 +143,10 @@ public:
   bool has_profile(std::string_view profile) const;
   Status status() const;
 
-  // Cancels every timer and drops every callback without calling it.
+  // Cancels every timer and drops every callback (waiters, watchers,
+  // when_settled) without calling it; replies to upstream calls still out are
+  // ignored. Afterwards get_token answers from a still valid cache or with
+  // `unavailable`, and nothing new starts. The destructor does this too.
   void stop();
 
 private:

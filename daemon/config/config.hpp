@@ -1,0 +1,199 @@
+#pragma once
+
+// The daemon's configuration (SPEC §3): the values, their defaults, and a
+// loader that validates a JSON document and reports every problem at once,
+// each with its JSON path. Pure apart from reading the file and resolving
+// user and group names through an injectable NameResolver.
+
+#include <tl/expected.hpp>
+
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace iamtok::config {
+
+// One thing wrong with a configuration: where (a JSON path such as
+// "profiles[2].allow.users[0]", or the file's path) and what.
+struct Problem
+{
+  std::string path;
+  std::string message;
+  friend bool operator==(const Problem&, const Problem&) = default;
+};
+
+// "profiles[2].allow.users[0]: unknown user \"bob\"", or the message alone
+// when the path is empty.
+std::string to_string(const Problem& problem);
+
+// Looks up user and group names (getpwnam_r/getgrnam_r by default; tests
+// plug in fake names).
+class NameResolver
+{
+public:
+  virtual ~NameResolver() = default;
+  // The uid of user `name`, or nullopt if there is no such user.
+  virtual std::optional<uid_t> user(const std::string& name) const = 0;
+  // The gid of group `name`, or nullopt if there is no such group.
+  virtual std::optional<gid_t> group(const std::string& name) const = 0;
+};
+
+// The system's user and group databases (NSS).
+const NameResolver& system_resolver();
+
+// A user or group name as written in the config and the id it resolved to.
+struct NamedId
+{
+  std::string name;
+  std::uint32_t id = 0;
+  friend bool operator==(const NamedId&, const NamedId&) = default;
+};
+
+// Who may use a profile besides root and the daemon's own uid.
+struct Allow
+{
+  std::vector<uid_t> uids;     // "uids"
+  std::vector<gid_t> gids;     // "gids"
+  std::vector<NamedId> users;  // "users", resolved to uids
+  std::vector<NamedId> groups; // "groups", resolved to gids
+
+  // True if `uid` is listed (by number or user name), or `gid` or any of
+  // `supplementary` is listed (by number or group name). Root and the
+  // daemon's uid are the caller's business.
+  bool matches(uid_t uid, gid_t gid, std::span<const gid_t> supplementary) const;
+  friend bool operator==(const Allow&, const Allow&) = default;
+};
+
+struct Profile
+{
+  std::string name;         // the local handle callers use
+  std::string profile_id;   // sent upstream as given; at least one of the three is set
+  std::string profile_name;
+  std::string profile_crn;
+  std::optional<Allow> allow; // nullopt: every caller that can open the socket
+  friend bool operator==(const Profile&, const Profile&) = default;
+};
+
+struct SocketConfig
+{
+  std::string path = "/run/iamtokend/iamtokend.sock"; // absolute, fits sun_path
+  mode_t mode = 0660;
+  std::optional<NamedId> group; // nullopt: the socket keeps the daemon's group
+  std::uint32_t max_connections = 1024;
+  friend bool operator==(const SocketConfig&, const SocketConfig&) = default;
+};
+
+enum class SourceType { imds, file };
+enum class Exchange { iam, imds };
+
+struct ImdsConfig
+{
+  // http:// or https://, no trailing slash.
+  std::string endpoint = "http://169.254.169.254";
+  std::string version = "2025-08-26"; // or "2022-03-01" (UPSTREAM §1)
+  std::chrono::seconds token_lifetime{300}; // expires_in asked for, 5-3600 s
+  friend bool operator==(const ImdsConfig&, const ImdsConfig&) = default;
+};
+
+struct FileConfig
+{
+  // Empty: the first existing of default_cr_token_paths(), at each read.
+  std::string path;
+  friend bool operator==(const FileConfig&, const FileConfig&) = default;
+};
+
+struct SourceConfig
+{
+  SourceType type = SourceType::imds;
+  ImdsConfig imds; // used when type is imds
+  FileConfig file; // used when type is file
+  friend bool operator==(const SourceConfig&, const SourceConfig&) = default;
+};
+
+struct IamConfig
+{
+  // https:// (http:// only for a loopback host), no trailing slash.
+  std::string endpoint = "https://iam.cloud.ibm.com";
+  friend bool operator==(const IamConfig&, const IamConfig&) = default;
+};
+
+struct RefreshConfig
+{
+  double at_fraction = 0.8;              // 0.5-0.95
+  std::chrono::seconds min_valid{60};    // min_valid_s, 0-1800
+  std::chrono::seconds timeout{10};      // timeout_s, 1-300
+  friend bool operator==(const RefreshConfig&, const RefreshConfig&) = default;
+};
+
+struct Config
+{
+  SocketConfig socket;
+  SourceConfig source;
+  Exchange exchange = Exchange::iam;
+  IamConfig iam;
+  RefreshConfig refresh;
+  std::vector<Profile> profiles; // at least one, names unique
+  friend bool operator==(const Config&, const Config&) = default;
+};
+
+std::string_view to_string(SourceType type);
+std::string_view to_string(Exchange exchange);
+
+// Validates one JSON document and returns the configuration with every
+// omitted value at its default, or every problem found (a JSON syntax error
+// or duplicate key is a single problem with an empty path).
+tl::expected<Config, std::vector<Problem>>
+parse_config(std::string_view json, const NameResolver& resolver = system_resolver());
+
+struct Loaded
+{
+  Config config;
+  // Things worth a log line that do not stop the daemon: the file is
+  // writable by group or others, or owned by neither root nor `daemon_uid`.
+  std::vector<Problem> warnings;
+};
+
+// Reads and validates the file at `path`. A missing, unreadable or oversized
+// file is a problem whose path is the file's path, as is a JSON syntax error.
+tl::expected<Loaded, std::vector<Problem>>
+load_config(const std::string& path, const NameResolver& resolver = system_resolver(),
+            uid_t daemon_uid = ::geteuid());
+
+// One line per profile for --check-config: its name, how the trusted profile
+// is identified, and who may use it.
+std::string summary_line(const Profile& profile);
+std::vector<std::string> summary_lines(const Config& config);
+
+// The projected service-account token paths IBM's SDKs try, in order (UPSTREAM §4).
+std::span<const std::string_view> default_cr_token_paths();
+
+// `file.path` if set, else the first of default_cr_token_paths() that exists;
+// nullopt if none does.
+std::optional<std::string> resolve_cr_token_path(const FileConfig& file);
+
+// A parsed endpoint URL: scheme "http" or "https" (lower case), a host
+// (without brackets for IPv6), a port (0 when absent) and a path ("" or
+// starting with '/').
+struct Url
+{
+  std::string scheme;
+  std::string host;
+  std::uint16_t port = 0;
+  std::string path;
+};
+
+// Parses "scheme://host[:port][/path]"; nullopt for anything else (user
+// info, query, fragment, spaces, an empty host, a bad port).
+std::optional<Url> parse_url(std::string_view text);
+
+// True for "localhost", IPv4 127.0.0.0/8 and IPv6 ::1 (also IPv4-mapped 127/8).
+bool is_loopback_host(std::string_view host);
+
+} // namespace iamtok::config

@@ -1,0 +1,816 @@
+#include "daemon/engine/engine.hpp"
+
+#include "daemon/engine/backoff.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+
+namespace iamtok::engine {
+
+using namespace std::chrono_literals;
+
+std::string_view to_string(State state)
+{
+  switch (state) {
+  case State::pending: return "pending";
+  case State::fresh: return "fresh";
+  case State::refreshing: return "refreshing";
+  case State::stale: return "stale";
+  case State::failed: return "failed";
+  }
+  return "failed";
+}
+
+namespace {
+
+// The shared CR token is reused while more than min(60 s, half its lifetime)
+// is left.
+constexpr Duration k_cr_margin_cap = 60s;
+
+// A held token and when it stops being valid (on the Clock).
+struct Held
+{
+  Secret token;
+  TimePoint expiry;
+  Duration lifetime{};
+};
+
+// Callbacks to run once the engine's state is consistent again.
+using Outbox = std::vector<std::function<void()>>;
+
+// Whole seconds in `d`, rounded down (toward the past for negative spans).
+std::int64_t floor_seconds(Duration d)
+{
+  return std::chrono::floor<std::chrono::seconds>(d).count();
+}
+
+std::int64_t ceil_seconds(Duration d)
+{
+  return std::chrono::ceil<std::chrono::seconds>(d).count();
+}
+
+UpstreamError bad_lifetime(std::string_view what)
+{
+  UpstreamError error;
+  error.failure = Failure::malformed;
+  error.message = fmt::format("{} reply has no positive expires_in", what);
+  return error;
+}
+
+} // namespace
+
+struct Engine::Impl
+{
+  struct Waiter
+  {
+    Duration min_valid{};
+    TimePoint deadline;
+    TokenCallback done;
+  };
+
+  struct Profile : std::enable_shared_from_this<Profile>
+  {
+    ProfileSpec spec;
+    std::optional<Held> token;
+
+    bool in_flight = false;
+    std::uint64_t attempt = 0; // number of the current (or last) attempt
+
+    // The next scheduled attempt: a refresh, or a retry when backing off.
+    std::optional<TimePoint> next_attempt;
+    TimerId timer = 0;
+    std::uint64_t timer_seq = 0; // bumped on every (re)arm and cancel
+    bool backing_off = false;    // the last attempt failed
+    unsigned streak = 0;         // failed attempts in a row
+
+    bool finished_any = false; // an attempt has finished (settled)
+    std::uint64_t refreshes = 0;
+    std::uint64_t failures = 0;
+    std::optional<UpstreamError> last_error;
+
+    std::vector<Waiter> waiters;
+    std::optional<TimePoint> waiter_deadline; // of the armed waiter timer
+    TimerId waiter_timer = 0;
+    std::uint64_t waiter_seq = 0;
+  };
+
+  struct CrWaiter
+  {
+    std::weak_ptr<Profile> profile;
+    std::uint64_t attempt = 0;
+    bool retried = false;
+  };
+
+  struct CrCache
+  {
+    std::optional<Held> token; // never set for a per-exchange (file) source
+    std::uint64_t generation = 0;
+    bool fetching = false;
+    std::vector<CrWaiter> waiting;
+    std::string state = "pending";
+    std::optional<UpstreamError> last_error;
+  };
+
+  struct Watcher
+  {
+    std::string profile;
+    TokenCallback on_renewed;
+  };
+
+  Impl(Ports ports, Settings settings) : m_ports(ports), m_settings(std::move(settings)) {}
+
+  Ports m_ports;
+  Settings m_settings;
+  // Callbacks handed to timers and upstream hold a weak reference: once the
+  // engine is destroyed or stopped, they find it expired and do nothing.
+  std::shared_ptr<const bool> m_life = std::make_shared<const bool>(true);
+  bool m_started = false;
+  bool m_stopped = false;
+
+  std::vector<std::shared_ptr<Profile>> m_profiles; // configuration order
+  std::map<std::string, std::shared_ptr<Profile>, std::less<>> m_by_name;
+  CrCache m_cr;
+  std::map<WatchId, Watcher> m_watchers;
+  WatchId m_next_watch = 1;
+  std::vector<std::function<void()>> m_settled;
+  std::uint64_t m_upstream_calls = 0;
+
+  TimePoint now() const { return m_ports.clock.now(); }
+
+  Profile* find(std::string_view name) const
+  {
+    const auto it = m_by_name.find(name);
+    return it == m_by_name.end() ? nullptr : it->second.get();
+  }
+
+  // Runs the collected callbacks, stopping if one of them destroys or stops
+  // the engine. Callers must not touch `this` afterwards.
+  void run(Outbox& out)
+  {
+    const std::weak_ptr<const bool> life = m_life;
+    for (auto& call : out) {
+      if (life.expired()) {
+        return;
+      }
+      call();
+    }
+  }
+
+  // --- answers -------------------------------------------------------------
+
+  // Returns a grant of `p`'s token if it is unexpired and valid for at least
+  // min(want, half its lifetime), else nullopt.
+  std::optional<Grant> grant_if(const Profile& p, Duration want, TimePoint at) const
+  {
+    if (!p.token) {
+      return std::nullopt;
+    }
+    const Duration left = p.token->expiry - at;
+    const Duration need = std::min(want, p.token->lifetime / 2);
+    if (left <= Duration::zero() || left < need) {
+      return std::nullopt;
+    }
+    const std::int64_t seconds_left = floor_seconds(left);
+    return Grant{p.token->token, m_ports.clock.unix_now() + seconds_left, seconds_left};
+  }
+
+  // Seconds until `p`'s next attempt, at least 1 (1 while one is in flight).
+  static std::int64_t retry_after(const Profile& p, TimePoint at)
+  {
+    if (!p.in_flight && p.next_attempt) {
+      return std::max<std::int64_t>(1, ceil_seconds(*p.next_attempt - at));
+    }
+    return 1;
+  }
+
+  static TokenError unknown_profile(std::string_view name)
+  {
+    TokenError error;
+    error.code = TokenError::Code::unknown_profile;
+    error.message = fmt::format("no profile named \"{}\"", name);
+    return error;
+  }
+
+  TokenError unavailable(const Profile& p, TimePoint at, std::string message) const
+  {
+    TokenError error;
+    error.code = TokenError::Code::unavailable;
+    error.retry_after_s = retry_after(p, at);
+    error.upstream = p.last_error;
+    error.message = std::move(message);
+    return error;
+  }
+
+  TokenError backing_off_error(const Profile& p, TimePoint at) const
+  {
+    const std::int64_t after = retry_after(p, at);
+    std::string why = p.last_error ? describe(*p.last_error) : std::string("upstream failing");
+    return unavailable(p, at,
+                       fmt::format("no token valid long enough: {}; next attempt in {} s", why,
+                                   after));
+  }
+
+  static std::string describe(const UpstreamError& e)
+  {
+    if (!e.code.empty()) {
+      return fmt::format("upstream answered {} {}", e.http_status, e.code);
+    }
+    if (e.http_status != 0) {
+      return fmt::format("upstream answered HTTP {}", e.http_status);
+    }
+    switch (e.failure) {
+    case Failure::transport: return "upstream not reachable";
+    case Failure::timeout: return "upstream timed out";
+    case Failure::http: return "upstream HTTP error";
+    case Failure::malformed: return "upstream reply malformed";
+    case Failure::source: return "CR token source failed";
+    }
+    return "upstream failing";
+  }
+
+  // --- timers --------------------------------------------------------------
+
+  void cancel_attempt_timer(Profile& p)
+  {
+    if (p.next_attempt) {
+      m_ports.timers.cancel(p.timer);
+      p.next_attempt.reset();
+    }
+    ++p.timer_seq;
+  }
+
+  void schedule_attempt(Profile& p, Duration delay)
+  {
+    cancel_attempt_timer(p);
+    if (m_stopped) {
+      return;
+    }
+    p.next_attempt = now() + delay;
+    p.timer = m_ports.timers.start(
+      delay, [this, life = std::weak_ptr(m_life), weak = p.weak_from_this(), seq = p.timer_seq] {
+        if (life.expired()) {
+          return;
+        }
+        const auto sp = weak.lock();
+        if (!sp || sp->timer_seq != seq || !sp->next_attempt) {
+          return;
+        }
+        sp->next_attempt.reset();
+        begin_attempt(*sp);
+      });
+  }
+
+  void cancel_waiter_timer(Profile& p)
+  {
+    if (p.waiter_deadline) {
+      m_ports.timers.cancel(p.waiter_timer);
+      p.waiter_deadline.reset();
+    }
+    ++p.waiter_seq;
+  }
+
+  // Keeps one timer per profile at the earliest waiter deadline, none when
+  // nobody waits.
+  void arm_waiter_timer(Profile& p)
+  {
+    if (p.waiters.empty() || m_stopped) {
+      cancel_waiter_timer(p);
+      return;
+    }
+    const auto earliest =
+      std::min_element(p.waiters.begin(), p.waiters.end(), [](const Waiter& a, const Waiter& b) {
+        return a.deadline < b.deadline;
+      })->deadline;
+    if (p.waiter_deadline == earliest) {
+      return;
+    }
+    cancel_waiter_timer(p);
+    p.waiter_deadline = earliest;
+    p.waiter_timer = m_ports.timers.start(
+      std::max(Duration::zero(), earliest - now()),
+      [this, life = std::weak_ptr(m_life), weak = p.weak_from_this(), seq = p.waiter_seq] {
+        if (life.expired()) {
+          return;
+        }
+        const auto sp = weak.lock();
+        if (!sp || sp->waiter_seq != seq || !sp->waiter_deadline) {
+          return;
+        }
+        sp->waiter_deadline.reset();
+        Outbox out;
+        expire_waiters(*sp, out);
+        run(out);
+      });
+  }
+
+  void expire_waiters(Profile& p, Outbox& out)
+  {
+    const TimePoint at = now();
+    std::vector<Waiter> keep;
+    for (auto& w : p.waiters) {
+      if (w.deadline > at) {
+        keep.push_back(std::move(w));
+        continue;
+      }
+      TokenResult result = tl::unexpected(unavailable(
+        p, at,
+        fmt::format("no token valid long enough within {} s",
+                    std::chrono::duration_cast<std::chrono::seconds>(m_settings.timeout).count())));
+      out.push_back([done = std::move(w.done), result = std::move(result)]() mutable {
+        done(std::move(result));
+      });
+    }
+    p.waiters = std::move(keep);
+    arm_waiter_timer(p);
+  }
+
+  // Answers the waiters the current token satisfies; the others keep waiting
+  // if an attempt is in flight or due before their deadline, else get
+  // `unavailable` now.
+  void settle_waiters(Profile& p, Outbox& out)
+  {
+    const TimePoint at = now();
+    std::vector<Waiter> keep;
+    for (auto& w : p.waiters) {
+      TokenResult result;
+      if (auto grant = grant_if(p, w.min_valid, at)) {
+        result = std::move(*grant);
+      } else if (p.in_flight || (p.next_attempt && *p.next_attempt <= w.deadline)) {
+        keep.push_back(std::move(w));
+        continue;
+      } else {
+        result = tl::unexpected(backing_off_error(p, at));
+      }
+      out.push_back([done = std::move(w.done), result = std::move(result)]() mutable {
+        done(std::move(result));
+      });
+    }
+    p.waiters = std::move(keep);
+    arm_waiter_timer(p);
+  }
+
+  // --- attempts ------------------------------------------------------------
+
+  std::shared_ptr<Profile> live(const CrWaiter& w) const
+  {
+    auto sp = w.profile.lock();
+    if (!sp || !sp->in_flight || sp->attempt != w.attempt) {
+      return nullptr;
+    }
+    return sp;
+  }
+
+  // Starts an attempt for `p` unless one is in flight; it completes later,
+  // through the upstream callbacks.
+  void begin_attempt(Profile& p)
+  {
+    if (m_stopped || p.in_flight) {
+      return;
+    }
+    cancel_attempt_timer(p);
+    p.in_flight = true;
+    ++p.attempt;
+    acquire_cr_token(p, false);
+  }
+
+  bool cr_usable(TimePoint at) const
+  {
+    if (!m_cr.token) {
+      return false;
+    }
+    const Duration margin = std::min(k_cr_margin_cap, m_cr.token->lifetime / 2);
+    return m_cr.token->expiry - at > margin;
+  }
+
+  void acquire_cr_token(Profile& p, bool retried)
+  {
+    CrWaiter waiter{p.weak_from_this(), p.attempt, retried};
+    if (m_ports.upstream.cr_token_per_exchange()) {
+      // A file source: read fresh for every exchange, never cached or shared.
+      ++m_upstream_calls;
+      m_ports.upstream.fetch_cr_token(
+        [this, life = std::weak_ptr(m_life), waiter](UpstreamResult result) {
+          if (life.expired()) {
+            return;
+          }
+          Outbox out2;
+          record_source(result);
+          if (const auto sp = live(waiter)) {
+            if (result) {
+              exchange(*sp, result->token, 0, waiter.retried);
+            } else {
+              finish(*sp, tl::unexpected(result.error()), out2);
+            }
+          }
+          run(out2);
+        });
+      return;
+    }
+    if (cr_usable(now())) {
+      exchange(p, m_cr.token->token, m_cr.generation, retried);
+      return;
+    }
+    m_cr.waiting.push_back(std::move(waiter));
+    if (m_cr.fetching) {
+      return;
+    }
+    m_cr.fetching = true;
+    ++m_upstream_calls;
+    m_ports.upstream.fetch_cr_token([this, life = std::weak_ptr(m_life)](UpstreamResult result) {
+      if (life.expired()) {
+        return;
+      }
+      Outbox out2;
+      on_cr_token(std::move(result), out2);
+      run(out2);
+    });
+  }
+
+  void record_source(const UpstreamResult& result)
+  {
+    if (result) {
+      m_cr.state = "ok";
+      m_cr.last_error.reset();
+    } else {
+      m_cr.state = "failed";
+      m_cr.last_error = result.error();
+    }
+  }
+
+  void on_cr_token(UpstreamResult result, Outbox& out)
+  {
+    m_cr.fetching = false;
+    if (result && result->expires_in <= std::chrono::seconds(0)) {
+      result = tl::unexpected(bad_lifetime("CR token"));
+    }
+    record_source(result);
+    m_cr.token.reset();
+    if (result) {
+      const Duration lifetime = result->expires_in;
+      m_cr.token = Held{std::move(result->token), now() + lifetime, lifetime};
+      ++m_cr.generation;
+    }
+    auto waiting = std::move(m_cr.waiting);
+    m_cr.waiting.clear();
+    for (const auto& w : waiting) {
+      const auto sp = live(w);
+      if (!sp) {
+        continue;
+      }
+      if (m_cr.token) {
+        exchange(*sp, m_cr.token->token, m_cr.generation, w.retried);
+      } else {
+        finish(*sp, tl::unexpected(result.error()), out);
+      }
+    }
+  }
+
+  void exchange(Profile& p, const Secret& cr_token, std::uint64_t generation, bool retried)
+  {
+    ++m_upstream_calls;
+    const CrWaiter waiter{p.weak_from_this(), p.attempt, retried};
+    m_ports.upstream.exchange(
+      p.spec.target, cr_token,
+      [this, life = std::weak_ptr(m_life), waiter, generation](UpstreamResult result) {
+        if (life.expired()) {
+          return;
+        }
+        const auto sp = live(waiter);
+        if (!sp) {
+          return; // removed by a reconfigure, or stopped
+        }
+        Outbox out;
+        if (!result && result.error().cr_token_rejected) {
+          // The CR token itself was refused: drop it (unless another
+          // exchange already replaced it).
+          if (m_cr.token && m_cr.generation == generation) {
+            m_cr.token.reset();
+          }
+        }
+        if (!result && result.error().cr_token_rejected && !waiter.retried) {
+          acquire_cr_token(*sp, true); // once, at once, with a fresh one
+        } else {
+          finish(*sp, std::move(result), out);
+        }
+        run(out);
+      });
+  }
+
+  // Ends the attempt in flight with `result`: caches a new token and schedules
+  // its refresh, or counts the failure and schedules a retry; then answers
+  // waiters, watchers and when_settled() callers through `out`.
+  void finish(Profile& p, UpstreamResult result, Outbox& out)
+  {
+    p.in_flight = false;
+    p.finished_any = true;
+    if (result && result->expires_in <= std::chrono::seconds(0)) {
+      result = tl::unexpected(bad_lifetime("token"));
+    }
+    if (result) {
+      const Duration lifetime = result->expires_in;
+      // Assigning drops (and wipes) the previous token.
+      p.token = Held{std::move(result->token), now() + lifetime, lifetime};
+      ++p.refreshes;
+      p.streak = 0;
+      p.backing_off = false;
+      p.last_error.reset();
+      schedule_attempt(
+        p, refresh_delay(lifetime, m_settings.at_fraction, m_ports.random.uniform()));
+      notify_watchers(p, out);
+    } else {
+      ++p.failures;
+      ++p.streak;
+      p.backing_off = true;
+      p.last_error = result.error();
+      schedule_attempt(p, retry_delay(p.streak, result.error(), m_ports.random.uniform()));
+    }
+    settle_waiters(p, out);
+    check_settled(out);
+  }
+
+  void notify_watchers(const Profile& p, Outbox& out)
+  {
+    const auto grant = grant_if(p, Duration::zero(), now());
+    if (!grant) {
+      return;
+    }
+    for (const auto& [id, watcher] : m_watchers) {
+      if (watcher.profile != p.spec.name) {
+        continue;
+      }
+      // Looked up again at call time: an earlier callback may unwatch it.
+      out.push_back([this, id = id, grant = *grant] {
+        const auto it = m_watchers.find(id);
+        if (it != m_watchers.end()) {
+          auto on_renewed = it->second.on_renewed;
+          on_renewed(grant);
+        }
+      });
+    }
+  }
+
+  bool settled() const
+  {
+    return m_started && std::all_of(m_profiles.begin(), m_profiles.end(),
+                                    [](const auto& p) { return p->finished_any; });
+  }
+
+  void check_settled(Outbox& out)
+  {
+    if (m_settled.empty() || !settled()) {
+      return;
+    }
+    for (auto& done : m_settled) {
+      out.push_back(std::move(done));
+    }
+    m_settled.clear();
+  }
+
+  // --- configuration -------------------------------------------------------
+
+  void set_profiles(std::vector<ProfileSpec> specs, Outbox& out)
+  {
+    std::vector<std::shared_ptr<Profile>> profiles;
+    std::map<std::string, std::shared_ptr<Profile>, std::less<>> by_name;
+    std::vector<std::shared_ptr<Profile>> fresh;
+    for (auto& spec : specs) {
+      if (by_name.count(spec.name) != 0) {
+        continue; // duplicate names are a config error caught earlier
+      }
+      std::shared_ptr<Profile> p;
+      if (const auto it = m_by_name.find(spec.name);
+          it != m_by_name.end() && it->second->spec == spec) {
+        p = it->second;
+      } else {
+        p = std::make_shared<Profile>();
+        p->spec = std::move(spec);
+        fresh.push_back(p);
+      }
+      by_name.emplace(p->spec.name, p);
+      profiles.push_back(p);
+    }
+
+    // Profiles dropped or replaced: stop their timers; their in-flight
+    // attempts are ignored when they return (the weak references expire).
+    for (const auto& [name, old] : m_by_name) {
+      const auto it = by_name.find(name);
+      if (it != by_name.end() && it->second == old) {
+        continue;
+      }
+      cancel_attempt_timer(*old);
+      cancel_waiter_timer(*old);
+      if (it != by_name.end()) {
+        // Same name, new target: its callers wait for the new profile's token.
+        auto& moved = it->second->waiters;
+        std::move(old->waiters.begin(), old->waiters.end(), std::back_inserter(moved));
+        old->waiters.clear();
+        continue;
+      }
+      for (auto& w : old->waiters) {
+        out.push_back([done = std::move(w.done), error = unknown_profile(name)]() mutable {
+          done(tl::unexpected(std::move(error)));
+        });
+      }
+      old->waiters.clear();
+      for (auto wit = m_watchers.begin(); wit != m_watchers.end();) {
+        if (wit->second.profile == name) {
+          out.push_back([on_renewed = std::move(wit->second.on_renewed),
+                         error = unknown_profile(name)]() mutable {
+            on_renewed(tl::unexpected(std::move(error)));
+          });
+          wit = m_watchers.erase(wit);
+        } else {
+          ++wit;
+        }
+      }
+    }
+
+    m_profiles = std::move(profiles);
+    m_by_name = std::move(by_name);
+    for (const auto& p : fresh) {
+      if (m_started) {
+        begin_attempt(*p);
+      }
+      arm_waiter_timer(*p);
+    }
+    check_settled(out);
+  }
+
+  // --- status --------------------------------------------------------------
+
+  State state_of(const Profile& p, TimePoint at) const
+  {
+    const bool valid = p.token && p.token->expiry > at;
+    if (valid) {
+      if (p.backing_off) {
+        return State::stale;
+      }
+      return p.in_flight ? State::refreshing : State::fresh;
+    }
+    if (!p.token && !p.backing_off) {
+      return State::pending;
+    }
+    return State::failed;
+  }
+
+  void stop()
+  {
+    m_stopped = true;
+    m_life = std::make_shared<const bool>(true); // orphans every callback
+    for (const auto& p : m_profiles) {
+      cancel_attempt_timer(*p);
+      cancel_waiter_timer(*p);
+      p->waiters.clear();
+      p->in_flight = false;
+    }
+    m_watchers.clear();
+    m_settled.clear();
+    m_cr.waiting.clear();
+    m_cr.fetching = false;
+  }
+};
+
+Engine::Engine(Ports ports, Settings settings, std::vector<ProfileSpec> profiles)
+  : m_impl(std::make_unique<Impl>(ports, std::move(settings)))
+{
+  Outbox out;
+  m_impl->set_profiles(std::move(profiles), out);
+}
+
+Engine::~Engine()
+{
+  if (m_impl) {
+    m_impl->stop();
+  }
+}
+
+void Engine::start()
+{
+  Impl& impl = *m_impl;
+  if (impl.m_started || impl.m_stopped) {
+    return;
+  }
+  impl.m_started = true;
+  Outbox out;
+  for (const auto& p : impl.m_profiles) {
+    impl.begin_attempt(*p);
+  }
+  impl.check_settled(out);
+  impl.run(out);
+}
+
+void Engine::get_token(std::string_view profile, std::optional<std::chrono::seconds> min_valid,
+                       TokenCallback done)
+{
+  Impl& impl = *m_impl;
+  auto* p = impl.find(profile);
+  if (p == nullptr) {
+    done(tl::unexpected(Impl::unknown_profile(profile)));
+    return;
+  }
+  const Duration want = std::max<Duration>(Duration::zero(),
+                                           min_valid.value_or(impl.m_settings.min_valid));
+  const TimePoint at = impl.now();
+  if (auto grant = impl.grant_if(*p, want, at)) {
+    done(std::move(*grant));
+    return;
+  }
+  if (impl.m_stopped) {
+    done(tl::unexpected(impl.unavailable(*p, at, "the token engine is stopping")));
+    return;
+  }
+  // Requests never bring a retry forward: wait only for one due soon.
+  if (!p->in_flight && p->backing_off
+      && (!p->next_attempt || *p->next_attempt - at > impl.m_settings.timeout)) {
+    done(tl::unexpected(impl.backing_off_error(*p, at)));
+    return;
+  }
+  p->waiters.push_back(Impl::Waiter{want, at + impl.m_settings.timeout, std::move(done)});
+  impl.arm_waiter_timer(*p);
+  if (!p->backing_off) {
+    impl.begin_attempt(*p); // a no-op while one is in flight
+  }
+}
+
+WatchId Engine::watch(std::string_view profile, TokenCallback on_renewed)
+{
+  Impl& impl = *m_impl;
+  if (impl.find(profile) == nullptr || impl.m_stopped) {
+    return 0;
+  }
+  const WatchId id = impl.m_next_watch++;
+  impl.m_watchers.emplace(id, Impl::Watcher{std::string(profile), std::move(on_renewed)});
+  return id;
+}
+
+void Engine::unwatch(WatchId id)
+{
+  m_impl->m_watchers.erase(id);
+}
+
+void Engine::reconfigure(Settings settings, std::vector<ProfileSpec> profiles)
+{
+  Impl& impl = *m_impl;
+  impl.m_settings = std::move(settings);
+  Outbox out;
+  impl.set_profiles(std::move(profiles), out);
+  impl.run(out);
+}
+
+void Engine::when_settled(std::function<void()> done)
+{
+  Impl& impl = *m_impl;
+  if (impl.m_stopped) {
+    return;
+  }
+  if (impl.settled()) {
+    done();
+    return;
+  }
+  impl.m_settled.push_back(std::move(done));
+}
+
+bool Engine::has_profile(std::string_view profile) const
+{
+  return m_impl->find(profile) != nullptr;
+}
+
+Status Engine::status() const
+{
+  const Impl& impl = *m_impl;
+  const TimePoint at = impl.now();
+  const std::int64_t unix_now = impl.m_ports.clock.unix_now();
+  Status status;
+  status.upstream_calls = impl.m_upstream_calls;
+  status.source.state = impl.m_cr.state;
+  status.source.last_error = impl.m_cr.last_error;
+  if (impl.m_cr.token) {
+    status.source.expires_at = unix_now + floor_seconds(impl.m_cr.token->expiry - at);
+  }
+  status.profiles.reserve(impl.m_profiles.size());
+  for (const auto& p : impl.m_profiles) {
+    ProfileStatus s;
+    s.name = p->spec.name;
+    s.state = impl.state_of(*p, at);
+    if (p->token) {
+      s.expires_at = unix_now + floor_seconds(p->token->expiry - at);
+    }
+    if (p->next_attempt && !p->in_flight) {
+      s.refresh_at = unix_now + ceil_seconds(*p->next_attempt - at);
+    }
+    s.refreshes = p->refreshes;
+    s.failures = p->failures;
+    s.last_error = p->last_error;
+    status.profiles.push_back(std::move(s));
+  }
+  return status;
+}
+
+void Engine::stop()
+{
+  m_impl->stop();
+}
+
+} // namespace iamtok::engine

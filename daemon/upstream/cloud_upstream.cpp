@@ -1,0 +1,194 @@
+#include "daemon/upstream/cloud_upstream.hpp"
+
+#include "daemon/upstream/file_source.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
+#include <fmt/format.h>
+
+#include <exception>
+#include <stdexcept>
+
+namespace iamtok::upstream {
+
+using engine::Failure;
+using engine::UpstreamError;
+
+namespace {
+
+constexpr std::string_view k_imds_silent =
+  "IMDS did not answer: is the metadata service enabled on this instance, and is the hop "
+  "limit large enough?";
+
+std::string without_trailing_slash(std::string url)
+{
+  while (!url.empty() && url.back() == '/') {
+    url.pop_back();
+  }
+  return url;
+}
+
+ImdsPaths checked_paths(const Options& options)
+{
+  const auto paths = imds_paths(options.imds_version);
+  if (!paths) {
+    throw std::invalid_argument(
+      fmt::format("unknown IMDS version \"{}\" (2025-08-26 or 2022-03-01)", options.imds_version));
+  }
+  if (options.exchange == ExchangeType::imds && options.source != SourceType::imds) {
+    throw std::invalid_argument("the imds exchange needs the imds source");
+  }
+  return *paths;
+}
+
+// A bug (an exception escaping a callback) surfaces from io_context::run().
+void rethrow(const std::exception_ptr& error)
+{
+  if (error) {
+    std::rethrow_exception(error);
+  }
+}
+
+std::int64_t unix_now()
+{
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+} // namespace
+
+CloudUpstream::CloudUpstream(asio::io_context& io, Options options)
+  : m_io(io), m_options(std::move(options)), m_imds_paths(checked_paths(m_options)), m_http(io)
+{
+  m_options.imds_endpoint = without_trailing_slash(std::move(m_options.imds_endpoint));
+  m_options.iam_endpoint = without_trailing_slash(std::move(m_options.iam_endpoint));
+}
+
+CloudUpstream::~CloudUpstream() = default;
+
+bool CloudUpstream::cr_token_per_exchange() const
+{
+  return m_options.source == SourceType::file;
+}
+
+HttpRequest CloudUpstream::imds_request(std::string_view path) const
+{
+  HttpRequest request;
+  request.url = fmt::format("{}{}?version={}", m_options.imds_endpoint, path, m_options.imds_version);
+  request.timeout = m_options.timeout;
+  request.connect_timeout = m_options.connect_timeout;
+  request.use_proxy = false; // link-local: never through a proxy
+  return request;
+}
+
+void CloudUpstream::fetch_cr_token(engine::UpstreamCallback done)
+{
+  if (m_options.source == SourceType::file) {
+    // A small local file: read synchronously, but complete from the loop.
+    asio::post(m_io, [path = m_options.file_path, done = std::move(done),
+                      life = std::weak_ptr<int>(m_life)]() mutable {
+      if (life.expired()) {
+        return;
+      }
+      auto token = read_cr_token_file(path);
+      if (!token) {
+        done(tl::unexpected(std::move(token.error())));
+        return;
+      }
+      done(engine::IssuedToken{std::move(*token), std::chrono::seconds(0)});
+    });
+    return;
+  }
+  HttpRequest request = imds_request(m_imds_paths.token);
+  request.method = "PUT";
+  request.headers = {"Metadata-Flavor: ibm", "Accept: application/json",
+                     "Content-Type: application/json"};
+  request.body = imds_token_body(m_options.token_lifetime_s);
+  asio::co_spawn(m_io, call(Call::imds_token, std::move(request), std::move(done), m_life),
+                 rethrow);
+}
+
+void CloudUpstream::exchange(const engine::ProfileTarget& profile, const Secret& cr_token,
+                             engine::UpstreamCallback done)
+{
+  // The request (and so the token) is built here: the coroutine needs no
+  // reference to the caller's Secret; the client wipes it after the transfer.
+  HttpRequest request;
+  Call which = Call::iam_token;
+  if (m_options.exchange == ExchangeType::iam) {
+    request.method = "POST";
+    request.url = m_options.iam_endpoint + "/identity/token";
+    request.headers = {"Content-Type: application/x-www-form-urlencoded", "Accept: application/json"};
+    request.body = iam_exchange_body(cr_token, profile);
+    request.timeout = m_options.timeout;
+    request.connect_timeout = m_options.connect_timeout;
+    request.use_proxy = true;
+  } else {
+    which = Call::imds_iam_token;
+    request = imds_request(m_imds_paths.iam_token);
+    request.method = "POST";
+    std::string authorization;
+    authorization.reserve(cr_token.size() + 32);
+    authorization += "Authorization: Bearer ";
+    authorization += cr_token.expose();
+    request.headers.push_back(std::move(authorization));
+    request.headers.emplace_back("Metadata-Flavor: ibm");
+    request.headers.emplace_back("Accept: application/json");
+    request.headers.emplace_back("Content-Type: application/json");
+    request.body = imds_exchange_body(profile);
+  }
+  asio::co_spawn(m_io, call(which, std::move(request), std::move(done), m_life), rethrow);
+}
+
+asio::awaitable<void> CloudUpstream::call(Call which, HttpRequest request,
+                                          engine::UpstreamCallback done, std::weak_ptr<int> life)
+{
+  if (life.expired()) {
+    co_return;
+  }
+  std::optional<engine::UpstreamResult> result;
+  try {
+    const std::string url = request.url;
+    HttpResult reply = co_await m_http.request(std::move(request));
+    result = result_of(which, url, std::move(reply));
+  } catch (const std::exception& e) {
+    UpstreamError error;
+    error.failure = Failure::transport;
+    error.message = fmt::format("{} request failed: {}", call_name(which), e.what());
+    result = tl::unexpected(std::move(error));
+  }
+  done(std::move(*result));
+}
+
+engine::UpstreamResult CloudUpstream::result_of(Call which, const std::string& url,
+                                                HttpResult reply) const
+{
+  const bool imds = which != Call::iam_token;
+  if (!reply) {
+    UpstreamError error;
+    error.failure = reply.error().failure;
+    if (imds && error.failure == Failure::timeout) {
+      error.message = fmt::format("{} ({}: {})", k_imds_silent, call_name(which), reply.error().message);
+    } else if (error.failure == Failure::timeout) {
+      error.message = fmt::format("{} did not answer within {} ms ({})", call_name(which),
+                                  m_options.timeout.count(), reply.error().message);
+    } else {
+      error.message = fmt::format("{} request failed: {}", call_name(which), reply.error().message);
+    }
+    return tl::unexpected(std::move(error));
+  }
+  HttpResponse& response = *reply;
+  const int status = static_cast<int>(response.status);
+  if (status >= 200 && status <= 299) {
+    auto token = parse_token_reply(which, response.body);
+    if (!token) {
+      token.error().http_status = status;
+      token.error().message += fmt::format(" (from {})", url);
+    }
+    return token;
+  }
+  return tl::unexpected(parse_error_reply(which, status, response.body, response.retry_after, unix_now()));
+}
+
+} // namespace iamtok::upstream

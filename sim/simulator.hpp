@@ -1,0 +1,139 @@
+#pragma once
+
+// The emulated services, without I/O (UPSTREAM.md §1-§3, §5): routes a parsed
+// request to IMDS (both API generations), IAM's CR-token grant or the control
+// endpoints, checks it as the real service does, mints tokens, applies the
+// injected faults and keeps the counters. The transport (sim/server.hpp)
+// carries out the returned Action: wait, then answer, hang or reset.
+
+#include "proto/secret.hpp"
+#include "sim/http.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace iamtok::sim {
+
+// A trusted profile linked to the emulated instance (and eligible for its CR
+// tokens at IAM). An empty name cannot be selected by name.
+struct Profile
+{
+  std::string id;
+  std::string name;
+  std::string crn;
+};
+
+// The account every emulated resource lives in.
+inline constexpr std::string_view k_account_id = "0123456789abcdef0123456789abcdef";
+
+// The two demo profiles used when none is configured:
+// Profile-00000000-0000-4000-8000-000000000001 "reader" and
+// Profile-00000000-0000-4000-8000-000000000002 "deployer".
+std::vector<Profile> default_profiles();
+
+// The CRN the simulator gives a profile configured without one.
+std::string profile_crn(std::string_view id);
+
+struct SimConfig
+{
+  std::vector<Profile> profiles = default_profiles();
+  // The profile (by id) IMDS uses when an iam_token request names none;
+  // without one such a request fails with profile_not_linked.
+  std::optional<std::string> default_profile_id;
+  std::chrono::seconds iam_lifetime{3600};
+  std::chrono::milliseconds latency{0}; // added to every emulated request
+  std::uint64_t seed = 1;               // request ids, trace ids and jti
+};
+
+// The endpoints that faults and counters distinguish.
+enum class Target { imds_token, imds_iam_token, iam };
+
+enum class FaultMode { status, hang, reset, garbage, slow };
+
+struct FaultRule
+{
+  FaultMode mode = FaultMode::status;
+  int status = 503;
+  std::optional<int> retry_after_s;
+  std::chrono::milliseconds delay{500};
+  std::optional<std::int64_t> remaining; // nullopt: until cleared
+};
+
+// What the transport does with one request.
+struct Action
+{
+  enum class Kind {
+    respond, // wait `delay`, then send `response`
+    hang,    // never answer; close when the client does (or after a cap)
+    reset,   // wait `delay`, then close the connection with a TCP RST
+  };
+  Kind kind = Kind::respond;
+  std::chrono::milliseconds delay{0};
+  Response response;
+};
+
+struct Stats
+{
+  std::uint64_t imds_token = 0;
+  std::uint64_t imds_iam_token = 0;
+  std::uint64_t iam = 0;
+  std::map<std::string, std::uint64_t> by_profile; // access tokens issued, by profile id
+  std::uint64_t connections = 0;
+};
+
+using WallClock = std::function<std::chrono::system_clock::time_point()>;
+
+class Simulator
+{
+public:
+  explicit Simulator(SimConfig config, WallClock clock = [] { return std::chrono::system_clock::now(); });
+
+  // The action for one request. Emulated endpoints count every request that
+  // reaches them (faulted and rejected ones too); control endpoints do not
+  // count and see no latency or faults.
+  Action handle(const Request& request);
+
+  // Counts one accepted TCP connection.
+  void note_connection() { ++m_stats.connections; }
+
+  const Stats& stats() const { return m_stats; }
+  const SimConfig& config() const { return m_config; }
+
+  // Replaces the fault rule for `target` (nullopt: the rule for "all").
+  void set_fault(std::optional<Target> target, FaultRule rule);
+  void clear_faults();
+  void reset_stats();
+
+private:
+  struct Context;
+
+  Action handle_control(const Request& request);
+  // The checks both IMDS calls share, in order: method, `version`, the
+  // path's API generation, Metadata-Flavor. The error reply, or nullopt.
+  std::optional<Response> check_imds(const Request& request, Context& ctx, std::string_view method,
+                                     bool flavor_required);
+  Response handle_imds_token(const Request& request, Context& ctx);
+  Response handle_imds_iam_token(const Request& request, Context& ctx);
+  Response handle_iam(const Request& request, Context& ctx);
+  std::optional<FaultRule> take_fault(Target target);
+  Response fault_response(Target target, int status, Context& ctx);
+
+  std::string uuid();
+  std::int64_t now_unix() const;
+  Secret mint_access_token(const Profile& profile, std::int64_t iat, std::string_view grant);
+  const Profile* find_profile(std::string_view field, std::string_view value) const;
+
+  SimConfig m_config;
+  WallClock m_clock;
+  std::mt19937_64 m_random;
+  Stats m_stats;
+  std::map<std::optional<Target>, FaultRule> m_faults;
+};
+
+} // namespace iamtok::sim
