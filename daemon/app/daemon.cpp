@@ -1,13 +1,490 @@
 #include "daemon/app/daemon.hpp"
 
-namespace iamtok::app {
+#include "daemon/app/asio_ports.hpp"
+#include "daemon/app/notify.hpp"
+#include "daemon/engine/engine.hpp"
+#include "daemon/engine/system_ports.hpp"
+#include "daemon/log/log.hpp"
+#include "daemon/server/server.hpp"
+#include "daemon/upstream/cloud_upstream.hpp"
+#include "version.hpp"
 
-// TEMPORARY: a placeholder until the daemon is wired up (server, engine,
-// upstream, signals, sd_notify). This whole file is replaced then.
-int run_daemon(const Options&, config::Config)
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <fmt/format.h>
+#include <systemd/sd-daemon.h>
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace iamtok::app {
+namespace {
+
+// READY=1 is sent at the latest this long after start or a reload (SPEC §6).
+constexpr auto k_settle_limit = std::chrono::seconds(10);
+// A graceful stop that has not finished by then ends the loop anyway.
+constexpr auto k_stop_limit = std::chrono::seconds(4);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (SPEC §6).
+void raise_fd_limit()
 {
-  log::error("daemon not built yet");
-  return k_exit_fatal;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      log::warn("cannot raise the open file limit to {}", limit.rlim_max);
+    }
+  }
+}
+
+upstream::Options upstream_options(const config::Config& config)
+{
+  upstream::Options options;
+  options.source = config.source.type == config::SourceType::imds ? upstream::SourceType::imds
+                                                                   : upstream::SourceType::file;
+  options.imds_endpoint = config.source.imds.endpoint;
+  options.imds_version = config.source.imds.version;
+  options.token_lifetime_s = static_cast<int>(config.source.imds.token_lifetime.count());
+  options.file_path = config.source.file.path;
+  options.exchange = config.exchange == config::Exchange::iam ? upstream::ExchangeType::iam
+                                                               : upstream::ExchangeType::imds;
+  options.iam_endpoint = config.iam.endpoint;
+  options.timeout = config.refresh.timeout;
+  return options;
+}
+
+// True if the two configurations need the same upstream (source, exchange,
+// endpoints, timeout).
+bool same_upstream(const config::Config& a, const config::Config& b)
+{
+  return a.source == b.source && a.exchange == b.exchange && a.iam == b.iam &&
+         a.refresh.timeout == b.refresh.timeout;
+}
+
+engine::Settings engine_settings(const config::Config& config)
+{
+  return engine::Settings{config.refresh.at_fraction, config.refresh.min_valid, config.refresh.timeout};
+}
+
+std::vector<engine::ProfileSpec> profile_specs(const config::Config& config)
+{
+  std::vector<engine::ProfileSpec> specs;
+  specs.reserve(config.profiles.size());
+  for (const auto& profile : config.profiles) {
+    specs.push_back({profile.name, {profile.profile_id, profile.profile_name, profile.profile_crn}});
+  }
+  return specs;
+}
+
+// "HTTP 400 BXNIM0398E request_id abc: message" (the parts that are set).
+std::string describe(const engine::UpstreamError& error)
+{
+  std::string text;
+  if (error.http_status != 0) {
+    text += fmt::format("HTTP {} ", error.http_status);
+  }
+  if (!error.code.empty()) {
+    text += error.code + " ";
+  }
+  if (!error.request_id.empty()) {
+    text += fmt::format("request_id {} ", error.request_id);
+  }
+  return text + (error.message.empty() ? std::string("failed") : error.message);
+}
+
+// The engine's Upstream with a log line for every result and a hook that
+// runs after each exchange has been handed to the engine (for STATUS=).
+class LoggingUpstream final : public engine::Upstream
+{
+public:
+  LoggingUpstream(asio::io_context& io, engine::Upstream& inner, std::function<void()> on_exchange)
+    : m_io(io), m_inner(inner), m_on_exchange(std::move(on_exchange))
+  {
+  }
+
+  void set_profiles(std::vector<engine::ProfileSpec> specs) { m_specs = std::move(specs); }
+
+  bool cr_token_per_exchange() const override { return m_inner.cr_token_per_exchange(); }
+
+  void fetch_cr_token(engine::UpstreamCallback done) override
+  {
+    m_inner.fetch_cr_token([done = std::move(done)](engine::UpstreamResult result) {
+      if (result) {
+        log::debug("CR token obtained");
+      } else {
+        log::warn("cannot get a CR token: {}", describe(result.error()));
+      }
+      done(std::move(result));
+    });
+  }
+
+  void exchange(const engine::ProfileTarget& target, const Secret& cr_token,
+                engine::UpstreamCallback done) override
+  {
+    m_inner.exchange(target, cr_token, [this, target, done = std::move(done)](engine::UpstreamResult result) {
+      const std::string name = local_name(target);
+      if (result) {
+        if (m_have_token.insert(name).second) {
+          log::info("profile {}: first token, valid for {} s", name, result->expires_in.count());
+        } else {
+          log::debug("profile {}: token renewed, valid for {} s", name, result->expires_in.count());
+        }
+      } else {
+        log::warn("profile {}: token exchange failed: {}", name, describe(result.error()));
+      }
+      done(std::move(result));
+      asio::post(m_io, m_on_exchange);
+    });
+  }
+
+private:
+  // The local name(s) configured for `target`, or its upstream identifier.
+  std::string local_name(const engine::ProfileTarget& target) const
+  {
+    std::string names;
+    for (const auto& spec : m_specs) {
+      if (spec.target == target) {
+        names += names.empty() ? spec.name : "," + spec.name;
+      }
+    }
+    if (!names.empty()) {
+      return names;
+    }
+    return !target.id.empty() ? target.id : !target.name.empty() ? target.name : target.crn;
+  }
+
+  asio::io_context& m_io;
+  engine::Upstream& m_inner;
+  std::function<void()> m_on_exchange;
+  std::vector<engine::ProfileSpec> m_specs;
+  std::set<std::string> m_have_token;
+};
+
+class Daemon
+{
+public:
+  Daemon(asio::io_context& io, Options options, config::Config config)
+    : m_io(io),
+      m_options(std::move(options)),
+      m_config(std::move(config)),
+      m_timers(io),
+      m_signals(io, SIGTERM, SIGINT),
+      m_hangup(io, SIGHUP),
+      m_settle_timer(io),
+      m_watchdog_timer(io),
+      m_stop_timer(io)
+  {
+  }
+
+  ~Daemon()
+  {
+    // The server uses the engine, the engine the upstream; all of them go
+    // before the io_context.
+    m_server.reset();
+    m_engine.reset();
+    m_logging.reset();
+    m_upstream.reset();
+  }
+
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  int run()
+  {
+    log::info("iamtokend {} starting: {} profile(s), source {}, exchange {}", k_version,
+              m_config.profiles.size(), config::to_string(m_config.source.type),
+              config::to_string(m_config.exchange));
+    try {
+      m_upstream = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(m_config));
+    } catch (const std::exception& e) {
+      log::error("cannot set up the upstream: {}", e.what());
+      return k_exit_fatal;
+    }
+    m_logging = std::make_unique<LoggingUpstream>(m_io, *m_upstream, [this] { update_status(); });
+    m_logging->set_profiles(profile_specs(m_config));
+    m_engine = std::make_unique<engine::Engine>(engine::Ports{m_clock, m_timers, m_random, *m_logging},
+                                                engine_settings(m_config), profile_specs(m_config));
+    m_server = std::make_unique<server::Server>(m_io, *m_engine, m_config, server::Limits{});
+
+    const int passed = sd_listen_fds(1);
+    if (passed > 1) {
+      log::error("systemd passed {} sockets; expected one", passed);
+      return k_exit_bind;
+    }
+    const auto listening = passed == 1 ? m_server->adopt(SD_LISTEN_FDS_START) : m_server->listen();
+    if (!listening) {
+      log::error("cannot listen on {}: {}", m_config.socket.path, listening.error());
+      return k_exit_bind;
+    }
+    if (passed == 1) {
+      log::info("listening on the socket passed by systemd");
+    } else {
+      log::info("listening on {}", m_config.socket.path);
+    }
+
+    wait_for_signal();
+    wait_for_hangup();
+    start_watchdog();
+    m_engine->start();
+    m_server->start();
+    announce_when_settled();
+
+    m_io.run();
+    log::info("stopped");
+    return m_exit_code;
+  }
+
+private:
+  void wait_for_signal()
+  {
+    m_signals.async_wait([this](const std::error_code& error, int signal_number) {
+      if (!error) {
+        stop(signal_number);
+      }
+    });
+  }
+
+  void wait_for_hangup()
+  {
+    m_hangup.async_wait([this](const std::error_code& error, int) {
+      if (!error) {
+        reload();
+        wait_for_hangup();
+      }
+    });
+  }
+
+  void start_watchdog()
+  {
+    const auto interval = notify::watchdog_interval();
+    if (!interval) {
+      return;
+    }
+    notify::watchdog();
+    m_watchdog_timer.expires_after(*interval);
+    m_watchdog_timer.async_wait([this](const std::error_code& error) {
+      if (!error) {
+        start_watchdog();
+      }
+    });
+  }
+
+  // Sends READY=1 with a STATUS= line once the engine has settled (every
+  // profile's first attempt finished) or k_settle_limit passed.
+  void announce_when_settled()
+  {
+    const std::uint64_t generation = ++m_generation;
+    const auto announce = [this, generation] {
+      if (generation != m_generation || m_stopping) {
+        return;
+      }
+      ++m_generation; // the other of the two triggers is now stale
+      m_settle_timer.cancel();
+      log_settled();
+      m_status_text = status_text();
+      notify::ready(m_status_text);
+    };
+    m_settle_timer.expires_after(k_settle_limit);
+    m_settle_timer.async_wait([announce](const std::error_code& error) {
+      if (!error) {
+        announce();
+      }
+    });
+    // when_settled may call back at once: defer so this function finishes first.
+    m_engine->when_settled([this, announce] { asio::post(m_io, announce); });
+  }
+
+  void log_settled()
+  {
+    const auto status = m_engine->status();
+    for (const auto& profile : status.profiles) {
+      if (profile.state == engine::State::failed || profile.state == engine::State::pending) {
+        log::warn("profile {}: no token yet ({}){}", profile.name, engine::to_string(profile.state),
+                  profile.last_error ? ": " + describe(*profile.last_error) : std::string());
+      }
+    }
+    log::info("{}", status_text());
+  }
+
+  // "2/3 profiles fresh, 1 failed".
+  std::string status_text() const
+  {
+    const auto status = m_engine->status();
+    std::size_t fresh = 0;
+    std::size_t stale = 0;
+    std::size_t failed = 0;
+    std::size_t pending = 0;
+    for (const auto& profile : status.profiles) {
+      switch (profile.state) {
+      case engine::State::fresh:
+      case engine::State::refreshing: ++fresh; break;
+      case engine::State::stale: ++stale; break;
+      case engine::State::failed: ++failed; break;
+      case engine::State::pending: ++pending; break;
+      }
+    }
+    std::string text = fmt::format("{}/{} profiles fresh", fresh, status.profiles.size());
+    if (stale > 0) {
+      text += fmt::format(", {} stale", stale);
+    }
+    if (failed > 0) {
+      text += fmt::format(", {} failed", failed);
+    }
+    if (pending > 0) {
+      text += fmt::format(", {} pending", pending);
+    }
+    return text;
+  }
+
+  // After an exchange: a new STATUS= line if the summary changed.
+  void update_status()
+  {
+    if (m_stopping || !m_engine) {
+      return;
+    }
+    auto text = status_text();
+    if (text != m_status_text) {
+      m_status_text = std::move(text);
+      notify::status(m_status_text);
+    }
+  }
+
+  void reload()
+  {
+    if (m_stopping) {
+      return;
+    }
+    notify::reloading();
+    log::info("reloading {}", m_options.config_path);
+    auto loaded = config::load_config(m_options.config_path);
+    if (!loaded) {
+      for (const auto& problem : loaded.error()) {
+        log::error("reload: {}", config::to_string(problem));
+      }
+      log::error("reload failed: keeping the previous configuration");
+      notify::ready(m_status_text);
+      return;
+    }
+    for (const auto& warning : loaded->warnings) {
+      log::warn("configuration: {}", config::to_string(warning));
+    }
+    config::Config next = std::move(loaded->config);
+    // The upstream keeps in-flight calls of its own: swapping it under the
+    // engine would strand them, so source/exchange/endpoint/timeout changes
+    // take effect at the next restart.
+    if (!same_upstream(m_config, next)) {
+      log::warn("reload: source, exchange, endpoint or refresh.timeout_s changed: restart iamtokend to apply");
+    }
+    if (m_config.socket.path != next.socket.path || m_config.socket.mode != next.socket.mode ||
+        m_config.socket.group != next.socket.group) {
+      log::warn("reload: socket path, mode or group changed: restart iamtokend to apply");
+    }
+    std::size_t added = 0;
+    for (const auto& profile : next.profiles) {
+      bool known = false;
+      for (const auto& old : m_config.profiles) {
+        known = known || old.name == profile.name;
+      }
+      added += known ? 0 : 1;
+    }
+    const std::size_t removed = m_config.profiles.size() + added - next.profiles.size();
+    m_logging->set_profiles(profile_specs(next));
+    m_engine->reconfigure(engine_settings(next), profile_specs(next));
+    m_server->reconfigure(next);
+    m_config = std::move(next);
+    log::info("reloaded: {} profile(s), {} added, {} removed", m_config.profiles.size(), added, removed);
+    announce_when_settled();
+  }
+
+  void stop(int signal_number)
+  {
+    if (m_stopping) {
+      return;
+    }
+    m_stopping = true;
+    notify::stopping();
+    log::info("stopping ({})", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    std::error_code ignored;
+    m_hangup.cancel(ignored);
+    m_settle_timer.cancel();
+    m_watchdog_timer.cancel();
+    m_stop_timer.expires_after(k_stop_limit);
+    m_stop_timer.async_wait([this](const std::error_code& error) {
+      if (!error) {
+        log::warn("graceful stop took too long; stopping now");
+        finish();
+      }
+    });
+    m_server->stop([this] { asio::post(m_io, [this] { finish(); }); });
+  }
+
+  void finish()
+  {
+    if (m_finished) {
+      return;
+    }
+    m_finished = true;
+    m_stop_timer.cancel();
+    m_engine->stop();
+    m_exit_code = k_exit_ok;
+    m_io.stop();
+  }
+
+  asio::io_context& m_io;
+  Options m_options;
+  config::Config m_config;
+  engine::SystemClock m_clock;
+  engine::SystemRandom m_random;
+  AsioTimers m_timers;
+  std::unique_ptr<upstream::CloudUpstream> m_upstream;
+  std::unique_ptr<LoggingUpstream> m_logging;
+  std::unique_ptr<engine::Engine> m_engine;
+  std::unique_ptr<server::Server> m_server;
+  asio::signal_set m_signals;
+  asio::signal_set m_hangup;
+  asio::steady_timer m_settle_timer;
+  asio::steady_timer m_watchdog_timer;
+  asio::steady_timer m_stop_timer;
+  std::uint64_t m_generation = 0;
+  std::string m_status_text;
+  bool m_stopping = false;
+  bool m_finished = false;
+  int m_exit_code = k_exit_fatal;
+};
+
+} // namespace
+
+int run_daemon(const Options& options, config::Config config)
+{
+  std::signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
+  // No core dumps (they would hold tokens) and no ptrace by other users.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    log::warn("cannot disable core dumps");
+  }
+  try {
+    asio::io_context io(1);
+    int code = k_exit_fatal;
+    {
+      Daemon daemon(io, options, std::move(config));
+      code = daemon.run();
+    }
+    return code;
+  } catch (const std::exception& e) {
+    log::error("fatal: {}", e.what());
+    return k_exit_fatal;
+  }
 }
 
 } // namespace iamtok::app

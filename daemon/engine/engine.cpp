@@ -35,6 +35,9 @@ struct Held
   Secret token;
   TimePoint expiry;
   Duration lifetime{};
+  // Wall-clock Unix expiry fixed when the reply arrived, so every reply for
+  // this token reports the same expires_at.
+  std::int64_t unix_expiry = 0;
 };
 
 // Callbacks to run once the engine's state is consistent again.
@@ -173,7 +176,7 @@ struct Engine::Impl
       return std::nullopt;
     }
     const std::int64_t seconds_left = floor_seconds(left);
-    return Grant{p.token->token, m_ports.clock.unix_now() + seconds_left, seconds_left};
+    return Grant{p.token->token, p.token->unix_expiry, seconds_left};
   }
 
   // Seconds until `p`'s next attempt, at least 1 (1 while one is in flight).
@@ -449,7 +452,8 @@ struct Engine::Impl
     m_cr.token.reset();
     if (result) {
       const Duration lifetime = result->expires_in;
-      m_cr.token = Held{std::move(result->token), now() + lifetime, lifetime};
+      m_cr.token = Held{std::move(result->token), now() + lifetime, lifetime,
+                        m_ports.clock.unix_now() + floor_seconds(lifetime)};
       ++m_cr.generation;
     }
     auto waiting = std::move(m_cr.waiting);
@@ -511,7 +515,8 @@ struct Engine::Impl
     if (result) {
       const Duration lifetime = result->expires_in;
       // Assigning drops (and wipes) the previous token.
-      p.token = Held{std::move(result->token), now() + lifetime, lifetime};
+      p.token = Held{std::move(result->token), now() + lifetime, lifetime,
+                     m_ports.clock.unix_now() + floor_seconds(lifetime)};
       ++p.refreshes;
       p.streak = 0;
       p.backing_off = false;
@@ -787,7 +792,7 @@ Status Engine::status() const
   status.source.state = impl.m_cr.state;
   status.source.last_error = impl.m_cr.last_error;
   if (impl.m_cr.token) {
-    status.source.expires_at = unix_now + floor_seconds(impl.m_cr.token->expiry - at);
+    status.source.expires_at = impl.m_cr.token->unix_expiry;
   }
   status.profiles.reserve(impl.m_profiles.size());
   for (const auto& p : impl.m_profiles) {
@@ -795,7 +800,7 @@ Status Engine::status() const
     s.name = p->spec.name;
     s.state = impl.state_of(*p, at);
     if (p->token) {
-      s.expires_at = unix_now + floor_seconds(p->token->expiry - at);
+      s.expires_at = p->token->unix_expiry;
     }
     if (p->next_attempt && !p->in_flight) {
       s.refresh_at = unix_now + ceil_seconds(*p->next_attempt - at);

@@ -679,7 +679,7 @@ TEST_CASE("An expired token is never handed out, even with min_valid 0")
   REQUIRE(is_error(answer, TokenError::Code::unavailable));
 }
 
-TEST_CASE("A grant reports whole seconds left and the matching Unix expiry")
+TEST_CASE("A grant reports whole seconds left and a Unix expiry fixed when the token arrived")
 {
   Rig rig;
   auto& engine = rig.make({spec("a", "A")});
@@ -690,7 +690,12 @@ TEST_CASE("A grant reports whole seconds left and the matching Unix expiry")
   rig.timers.advance(1500ms);
   auto answer = ask(engine, "a", 0s);
   REQUIRE(answer->value()->expires_in == 98); // 98.5 s left
-  REQUIRE(answer->value()->expires_at == FakeClock::k_unix_start + 1 + 98);
+  // Arrived at Unix start + 0.3 s with 100 s to live.
+  REQUIRE(answer->value()->expires_at == FakeClock::k_unix_start + 100);
+  rig.timers.advance(700ms);
+  auto later = ask(engine, "a", 0s);
+  REQUIRE(later->value()->expires_in == 97);
+  REQUIRE(later->value()->expires_at == FakeClock::k_unix_start + 100);
 }
 
 TEST_CASE("A reply without a positive lifetime counts as a malformed failure")

@@ -1,0 +1,116 @@
+#pragma once
+
+// The mapping from a parsed request to its reply line (SPEC §4), apart from
+// the socket transport (as Kea's command manager): authorization, token
+// requests through the engine, status, ping, and the watch subscription.
+// Single-threaded like the engine; no Asio.
+
+#include "daemon/config/config.hpp"
+#include "daemon/engine/engine.hpp"
+#include "daemon/server/peer.hpp"
+#include "proto/codec.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace iamtok::server {
+
+struct Counters
+{
+  std::uint64_t requests = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t connections = 0; // open now
+};
+
+// One reply line (ending in '\n'). Its storage is wiped on destruction, as a
+// token reply holds the token.
+struct Reply
+{
+  std::string line;
+  bool error = false; // an error reply (counted in Counters::errors)
+  bool last = false;  // the connection is closed once this line is written
+  Reply() = default;
+  Reply(std::string line_, bool error_, bool last_ = false)
+    : line(std::move(line_)), error(error_), last(last_)
+  {
+  }
+  Reply(const Reply&) = default;
+  Reply(Reply&&) noexcept = default;
+  Reply& operator=(const Reply&) = default;
+  Reply& operator=(Reply&&) noexcept = default;
+  ~Reply() { wipe_string(line); }
+};
+
+using ReplyCallback = std::function<void(Reply)>;
+
+// True if `caller` may use `profile`: its uid is 0 or `daemon_uid`, the
+// profile has no allow list, or the allow list matches its uid, primary gid
+// or a supplementary group.
+bool may_use(const config::Profile& profile, const Caller& caller, uid_t daemon_uid);
+
+// The error reply for an engine failure: unknown_profile, or unavailable
+// with retry_after_s and the last upstream failure.
+proto::ErrorInfo to_error_info(const engine::TokenError& error);
+
+// Ends a watch when destroyed: no more replies after that.
+class Watch
+{
+public:
+  struct State;
+  Watch() = default;
+  explicit Watch(std::shared_ptr<State> state) : m_state(std::move(state)) {}
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+  Watch(Watch&&) noexcept = default;
+  Watch& operator=(Watch&& other) noexcept;
+  ~Watch();
+
+private:
+  std::shared_ptr<State> m_state;
+};
+
+class Dispatcher
+{
+public:
+  // `counters` gives the server's counters for status replies; `source_type`
+  // comes from the config. `daemon_uid` is always allowed.
+  Dispatcher(engine::Engine& engine, const config::Config& config, uid_t daemon_uid,
+             std::function<Counters()> counters);
+
+  // Swaps in a new configuration (allow lists, profiles, source type).
+  void set_config(const config::Config& config);
+  const config::Config& config() const { return *m_config; }
+
+  // nullopt if `caller` may use `profile`; else unknown_profile (not
+  // configured) or forbidden (configured, but not for this caller).
+  std::optional<proto::ErrorInfo> check(std::string_view profile, const Caller& caller) const;
+
+  // Answers one request line (without '\n'): calls `done` exactly once with
+  // the reply, possibly from inside this call. A watch request is answered
+  // with bad_request here: use watch() for it (the session switches mode).
+  void handle(std::string_view line, const Caller& caller, ReplyCallback done);
+  void handle(const proto::Request& request, const Caller& caller, ReplyCallback done);
+
+  // Starts a watch: `on_reply` gets the current token, then one token reply
+  // per renewal, until the returned Watch is destroyed. An error (not
+  // allowed, unknown profile, no token now, the profile removed by a reload)
+  // is one reply with `last` set, after which nothing more comes.
+  Watch watch(const proto::Request& request, const Caller& caller, ReplyCallback on_reply);
+
+  // The status reply for `caller`: only the profiles it may use.
+  std::string status_line(const proto::RequestId& id, const Caller& caller) const;
+
+private:
+  engine::Engine& m_engine;
+  std::shared_ptr<const config::Config> m_config;
+  uid_t m_daemon_uid;
+  std::function<Counters()> m_counters;
+  std::chrono::steady_clock::time_point m_started = std::chrono::steady_clock::now();
+};
+
+} // namespace iamtok::server

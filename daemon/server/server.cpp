@@ -1,0 +1,635 @@
+#include "daemon/server/server.hpp"
+
+#include "daemon/log/log.hpp"
+#include "daemon/server/peer.hpp"
+#include "proto/codec.hpp"
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <set>
+#include <utility>
+
+namespace iamtok::server {
+
+namespace {
+
+using Protocol = asio::local::stream_protocol;
+using SteadyClock = std::chrono::steady_clock;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// A watcher keeps at most this many renewals queued when it does not read:
+// older token lines are dropped (a newer token supersedes them).
+constexpr std::size_t k_max_pending_renewals = 4;
+// Paused this long when accept fails for lack of file descriptors or memory.
+constexpr auto k_accept_pause = std::chrono::milliseconds(100);
+// A `busy` line gets this long to be written.
+constexpr auto k_busy_write_timeout = std::chrono::seconds(1);
+
+std::string errno_text(int error)
+{
+  return std::strerror(error);
+}
+
+// EMFILE, ENFILE, ENOBUFS, ENOMEM. Compares plain values (no virtual calls,
+// no allocation): it runs when the process is out of descriptors.
+bool is_resource_shortage(const std::error_code& ec)
+{
+  if (ec.category() != asio::error::get_system_category()) {
+    return false;
+  }
+  const int value = ec.value();
+  return value == EMFILE || value == ENFILE || value == ENOBUFS || value == ENOMEM;
+}
+
+// Stale or live: connects to the socket at `path`. Returns true if someone
+// answers, false if the connection is refused (a stale file), or a message.
+tl::expected<bool, std::string> probe_socket(const std::string& path)
+{
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return tl::unexpected(fmt::format("socket: {}", errno_text(errno)));
+  }
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.data(), std::min(path.size(), sizeof(address.sun_path) - 1));
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  const int error = errno;
+  ::close(fd);
+  if (rc == 0) {
+    return true;
+  }
+  if (error == ECONNREFUSED) {
+    return false;
+  }
+  return tl::unexpected(fmt::format("cannot probe existing socket {}: {}", path, errno_text(error)));
+}
+
+} // namespace
+
+struct Connection
+{
+  explicit Connection(Protocol::socket s)
+    : socket(std::move(s)), wake(socket.get_executor()), timer(socket.get_executor())
+  {
+    wake.expires_at(SteadyClock::time_point::max());
+  }
+
+  // Queues a reply and wakes the session. In watch mode, keeps at most a
+  // few renewals: the oldest token line is dropped first.
+  void push(Reply reply)
+  {
+    if (closed) {
+      return;
+    }
+    if (watching && !reply.last && out.size() >= k_max_pending_renewals) {
+      const auto it = std::find_if(out.begin(), out.end(), [](const Reply& r) { return !r.last; });
+      if (it != out.end()) {
+        out.erase(it);
+        log::debug("watch connection (pid {}): dropped a renewal it did not read", caller.pid);
+      }
+    }
+    out.push_back(std::move(reply));
+    wake.cancel();
+  }
+
+  void close()
+  {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    std::error_code ignored;
+    socket.shutdown(Protocol::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    wake.cancel();
+    timer.cancel();
+  }
+
+  Protocol::socket socket;
+  asio::steady_timer wake;  // never expires: cancelled to wake the session
+  asio::steady_timer timer; // the deadline of the read or write in progress
+  Caller caller;
+  std::deque<Reply> out;  // replies waiting to be written
+  bool closed = false;
+  bool idle = false;      // waiting for a request: may be closed at once on stop
+  bool watching = false;
+  std::string watched;    // the watched profile
+  proto::RequestId watch_id;
+  Watch watch;
+};
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl>
+{
+  Impl(asio::io_context& io_, engine::Engine& engine, const config::Config& config, Limits limits_)
+    : io(io_),
+      acceptor(io_),
+      pause_timer(io_),
+      drain_timer(io_),
+      limits(limits_),
+      dispatcher(engine, config, ::geteuid(), [this] { return counters; })
+  {
+    apply_limits(config);
+  }
+
+  void apply_limits(const config::Config& config)
+  {
+    max_connections = config.socket.max_connections;
+    if (limits.max_connections != 0) {
+      max_connections = std::min(max_connections, limits.max_connections);
+    }
+  }
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> session(std::shared_ptr<Connection> c);
+  asio::awaitable<void> serve(std::shared_ptr<Connection> c);
+  asio::awaitable<bool> answer(std::shared_ptr<Connection> c, std::string_view line);
+  asio::awaitable<void> run_watch(std::shared_ptr<Connection> c, const proto::Request& request);
+  asio::awaitable<void> watch_writer(std::shared_ptr<Connection> c);
+  asio::awaitable<void> watch_reader(std::shared_ptr<Connection> c);
+  asio::awaitable<void> send_busy(Protocol::socket socket);
+  asio::awaitable<bool> write(Connection& c, std::string_view line);
+  asio::awaitable<std::optional<Reply>> next_reply(std::shared_ptr<Connection> c);
+  void finish_stop();
+  void remove_socket_file();
+
+  asio::io_context& io;
+  Protocol::acceptor acceptor;
+  asio::steady_timer pause_timer;
+  asio::steady_timer drain_timer;
+  Limits limits;
+  std::uint32_t max_connections = 1024;
+  Dispatcher dispatcher;
+  Counters counters;
+  std::set<std::shared_ptr<Connection>> connections;
+  bool stopping = false;
+  bool stopped = false;
+  std::function<void()> on_stopped;
+  // The socket file we created (never an adopted one), to remove on stop.
+  std::string socket_path;
+  std::optional<std::pair<dev_t, ino_t>> socket_identity;
+};
+
+asio::awaitable<bool> Server::Impl::write(Connection& c, std::string_view line)
+{
+  using namespace asio::experimental::awaitable_operators;
+  if (c.closed) {
+    co_return false;
+  }
+  // A client that stops reading gets idle_timeout to drain its socket buffer.
+  c.timer.expires_after(limits.idle_timeout);
+  auto result = co_await (asio::async_write(c.socket, asio::buffer(line.data(), line.size()), use_nothrow)
+                          || c.timer.async_wait(use_nothrow));
+  if (result.index() == 1) {
+    log::debug("connection (pid {}): write timed out", c.caller.pid);
+    co_return false;
+  }
+  const auto [ec, n] = std::get<0>(result);
+  if (ec) {
+    log::debug("connection (pid {}): write failed: {}", c.caller.pid, ec.message());
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<std::optional<Reply>> Server::Impl::next_reply(std::shared_ptr<Connection> c)
+{
+  while (c->out.empty() && !c->closed) {
+    co_await c->wake.async_wait(use_nothrow);
+  }
+  if (c->closed) {
+    co_return std::nullopt;
+  }
+  Reply reply = std::move(c->out.front());
+  c->out.pop_front();
+  co_return reply;
+}
+
+asio::awaitable<void> Server::Impl::accept_loop()
+{
+  auto self = shared_from_this();
+  bool paused = false;
+  while (!stopping && acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    if (stopping || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+      break;
+    }
+    if (ec) {
+      if (is_resource_shortage(ec)) {
+        if (!paused) {
+          log::warn("accept: {}; pausing new connections", errno_text(ec.value()));
+        }
+        paused = true;
+        pause_timer.expires_after(k_accept_pause);
+        co_await pause_timer.async_wait(use_nothrow);
+      } else {
+        log::debug("accept: {}", ec.message());
+      }
+      continue;
+    }
+    if (paused) {
+      log::info("accepting connections again");
+      paused = false;
+    }
+    if (connections.size() >= max_connections) {
+      log::debug("connection refused: {} connections open", connections.size());
+      asio::co_spawn(io, send_busy(std::move(socket)), asio::detached);
+      continue;
+    }
+    auto caller = peer_credentials(socket.native_handle());
+    if (!caller) {
+      log::debug("connection dropped: {}", caller.error());
+      continue;
+    }
+    auto c = std::make_shared<Connection>(std::move(socket));
+    c->caller = std::move(*caller);
+    connections.insert(c);
+    counters.connections = connections.size();
+    asio::co_spawn(io, session(c), asio::detached);
+  }
+}
+
+asio::awaitable<void> Server::Impl::send_busy(Protocol::socket socket)
+{
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
+  ++counters.errors;
+  const std::string line =
+    proto::format_error_reply({}, proto::ErrorInfo{proto::ErrorCode::busy, "too many connections", 1, {}});
+  asio::steady_timer timer(io);
+  timer.expires_after(k_busy_write_timeout);
+  co_await (asio::async_write(socket, asio::buffer(line), use_nothrow) || timer.async_wait(use_nothrow));
+  std::error_code ignored;
+  socket.shutdown(Protocol::socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
+
+asio::awaitable<void> Server::Impl::session(std::shared_ptr<Connection> c)
+{
+  auto self = shared_from_this();
+  bool failed = false;
+  try {
+    co_await serve(c);
+  } catch (const std::exception& e) {
+    log::debug("connection (pid {}): internal error: {}", c->caller.pid, e.what());
+    failed = true;
+  }
+  if (failed) {
+    // A bug ends this connection with a JSON error, never the process.
+    try {
+      ++counters.errors;
+      co_await write(*c, proto::format_error_reply({}, proto::ErrorCode::internal, "internal error"));
+    } catch (const std::exception&) {
+    }
+  }
+  c->watch = Watch();
+  c->close();
+  c->out.clear();
+  connections.erase(c);
+  counters.connections = connections.size();
+  if (stopping && connections.empty()) {
+    finish_stop();
+  }
+}
+
+asio::awaitable<void> Server::Impl::serve(std::shared_ptr<Connection> c)
+{
+  using namespace asio::experimental::awaitable_operators;
+  std::string buffer;
+  std::array<char, 4096> chunk;
+  auto last_request = SteadyClock::now();
+  std::optional<SteadyClock::time_point> partial_since;
+
+  for (;;) {
+    // Answer every complete line, in order.
+    for (auto newline = buffer.find('\n'); newline != std::string::npos; newline = buffer.find('\n')) {
+      if (newline > proto::k_max_line_bytes) {
+        break;
+      }
+      const std::string line = buffer.substr(0, newline);
+      buffer.erase(0, newline + 1);
+      partial_since.reset();
+      last_request = SteadyClock::now();
+      if (!co_await answer(c, line) || c->closed || stopping) {
+        co_return;
+      }
+    }
+    const auto newline = buffer.find('\n');
+    if (buffer.size() > proto::k_max_line_bytes && (newline == std::string::npos || newline > proto::k_max_line_bytes)) {
+      ++counters.requests;
+      ++counters.errors;
+      co_await write(*c, proto::format_error_reply({}, proto::ErrorCode::request_too_large,
+                                                   "request line longer than 4096 bytes"));
+      co_return;
+    }
+    const auto now = SteadyClock::now();
+    if (!buffer.empty() && !partial_since) {
+      partial_since = now;
+    }
+    auto deadline = last_request + limits.idle_timeout;
+    if (partial_since) {
+      deadline = std::min(deadline, *partial_since + limits.partial_line_timeout);
+    }
+    c->idle = buffer.empty();
+    c->timer.expires_at(deadline);
+    auto result = co_await (c->socket.async_read_some(asio::buffer(chunk), use_nothrow)
+                            || c->timer.async_wait(use_nothrow));
+    c->idle = false;
+    if (result.index() == 1) {
+      log::debug("connection (pid {}): {} timeout", c->caller.pid, partial_since ? "partial line" : "idle");
+      co_return;
+    }
+    const auto [ec, n] = std::get<0>(result);
+    if (ec == asio::error::eof) {
+      // Half-close: every complete line has been answered; a last line
+      // without its '\n' is answered too (bad_request if it is cut short).
+      if (!buffer.empty()) {
+        co_await answer(c, buffer);
+      }
+      co_return;
+    }
+    if (ec) {
+      log::debug("connection (pid {}): read failed: {}", c->caller.pid, ec.message());
+      co_return;
+    }
+    buffer.append(chunk.data(), n);
+  }
+}
+
+asio::awaitable<bool> Server::Impl::answer(std::shared_ptr<Connection> c, std::string_view line)
+{
+  ++counters.requests;
+  auto request = proto::parse_request(line);
+  if (request && request->op == proto::Op::watch) {
+    co_await run_watch(c, *request);
+    co_return false;
+  }
+  std::optional<Reply> reply;
+  {
+    std::weak_ptr<Connection> weak = c;
+    auto done = [weak](Reply r) {
+      if (auto conn = weak.lock()) {
+        conn->push(std::move(r));
+      }
+    };
+    if (request) {
+      dispatcher.handle(*request, c->caller, done);
+    } else {
+      const proto::RequestError& error = request.error();
+      done(Reply(proto::format_error_reply(error.id, proto::ErrorInfo{error.code, error.message, {}, {}}), true));
+    }
+  }
+  reply = co_await next_reply(c);
+  if (!reply) {
+    co_return false;
+  }
+  if (reply->error) {
+    ++counters.errors;
+  }
+  co_return co_await write(*c, reply->line) && !reply->last;
+}
+
+asio::awaitable<void> Server::Impl::run_watch(std::shared_ptr<Connection> c, const proto::Request& request)
+{
+  using namespace asio::experimental::awaitable_operators;
+  c->watching = true;
+  c->watched = request.profile;
+  c->watch_id = request.id;
+  std::weak_ptr<Connection> weak = c;
+  c->watch = dispatcher.watch(request, c->caller, [weak](Reply r) {
+    if (auto conn = weak.lock()) {
+      conn->push(std::move(r));
+    }
+  });
+  co_await (watch_writer(c) || watch_reader(c));
+  c->watch = Watch();
+}
+
+asio::awaitable<void> Server::Impl::watch_writer(std::shared_ptr<Connection> c)
+{
+  for (;;) {
+    auto reply = co_await next_reply(c);
+    if (!reply) {
+      co_return;
+    }
+    if (reply->error) {
+      ++counters.errors;
+    }
+    if (!co_await write(*c, reply->line) || reply->last) {
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> Server::Impl::watch_reader(std::shared_ptr<Connection> c)
+{
+  // A watch connection takes no further requests: read only to see it close.
+  std::array<char, 512> discard;
+  for (;;) {
+    auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(discard), use_nothrow);
+    if (ec) {
+      co_return;
+    }
+  }
+}
+
+void Server::Impl::remove_socket_file()
+{
+  if (!socket_identity) {
+    return;
+  }
+  struct stat st = {};
+  if (::lstat(socket_path.c_str(), &st) == 0 && st.st_dev == socket_identity->first
+      && st.st_ino == socket_identity->second) {
+    if (::unlink(socket_path.c_str()) != 0) {
+      log::warn("cannot remove socket {}: {}", socket_path, errno_text(errno));
+    }
+  }
+  socket_identity.reset();
+}
+
+void Server::Impl::finish_stop()
+{
+  if (stopped) {
+    return;
+  }
+  stopped = true;
+  drain_timer.cancel();
+  remove_socket_file();
+  if (on_stopped) {
+    asio::post(io, std::exchange(on_stopped, nullptr));
+  }
+}
+
+Server::Server(asio::io_context& io, engine::Engine& engine, const config::Config& config, Limits limits)
+  : m_impl(std::make_shared<Impl>(io, engine, config, limits))
+{
+}
+
+Server::~Server()
+{
+  // The engine may be gone once we are: end every watch and waiter now.
+  Impl& impl = *m_impl;
+  std::error_code ignored;
+  impl.acceptor.close(ignored);
+  impl.pause_timer.cancel();
+  impl.drain_timer.cancel();
+  for (const auto& c : impl.connections) {
+    c->watch = Watch();
+    c->close();
+  }
+  impl.remove_socket_file();
+}
+
+tl::expected<void, std::string> Server::listen()
+{
+  Impl& impl = *m_impl;
+  const config::SocketConfig& socket = impl.dispatcher.config().socket;
+  const std::string& path = socket.path;
+  if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return tl::unexpected(fmt::format("socket path {} is empty or too long", path));
+  }
+
+  struct stat st = {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return tl::unexpected(fmt::format("{} exists and is not a socket; not replacing it", path));
+    }
+    auto live = probe_socket(path);
+    if (!live) {
+      return tl::unexpected(live.error());
+    }
+    if (*live) {
+      return tl::unexpected(fmt::format("{} is in use: another daemon is answering on it", path));
+    }
+    log::info("removing stale socket {}", path);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return tl::unexpected(fmt::format("cannot remove stale socket {}: {}", path, errno_text(errno)));
+    }
+  } else if (errno != ENOENT) {
+    return tl::unexpected(fmt::format("cannot check {}: {}", path, errno_text(errno)));
+  }
+
+  std::error_code ec;
+  impl.acceptor.open(Protocol(), ec);
+  if (ec) {
+    return tl::unexpected(fmt::format("cannot create socket: {}", ec.message()));
+  }
+  // Created with mode 0000 (a process-wide umask for the bind call only),
+  // then given its group and finally its mode: never wider than configured.
+  const mode_t old_umask = ::umask(0777);
+  impl.acceptor.bind(Protocol::endpoint(path), ec);
+  ::umask(old_umask);
+  if (ec) {
+    impl.acceptor.close(ec);
+    return tl::unexpected(fmt::format("cannot bind {}: {}", path, ec.message()));
+  }
+  auto fail = [&](std::string message) -> tl::expected<void, std::string> {
+    std::error_code ignored;
+    impl.acceptor.close(ignored);
+    ::unlink(path.c_str());
+    return tl::unexpected(std::move(message));
+  };
+  if (socket.group && ::chown(path.c_str(), static_cast<uid_t>(-1), socket.group->id) != 0) {
+    return fail(fmt::format("cannot give {} group {}: {}", path, socket.group->name, errno_text(errno)));
+  }
+  if (::chmod(path.c_str(), socket.mode) != 0) {
+    return fail(fmt::format("cannot set mode {:o} on {}: {}", socket.mode, path, errno_text(errno)));
+  }
+  if (::lstat(path.c_str(), &st) != 0) {
+    return fail(fmt::format("cannot stat {}: {}", path, errno_text(errno)));
+  }
+  impl.socket_path = path;
+  impl.socket_identity = std::make_pair(st.st_dev, st.st_ino);
+  impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    impl.socket_identity.reset();
+    return fail(fmt::format("cannot listen on {}: {}", path, ec.message()));
+  }
+  return {};
+}
+
+tl::expected<void, std::string> Server::adopt(int fd)
+{
+  std::error_code ec;
+  m_impl->acceptor.assign(Protocol(), fd, ec);
+  if (ec) {
+    return tl::unexpected(fmt::format("cannot use socket passed by systemd: {}", ec.message()));
+  }
+  return {};
+}
+
+void Server::start()
+{
+  asio::co_spawn(m_impl->io, m_impl->accept_loop(), asio::detached);
+}
+
+void Server::reconfigure(const config::Config& config)
+{
+  Impl& impl = *m_impl;
+  impl.dispatcher.set_config(config);
+  impl.apply_limits(config);
+  for (const auto& c : impl.connections) {
+    if (!c->watching || c->closed) {
+      continue;
+    }
+    if (auto denied = impl.dispatcher.check(c->watched, c->caller)) {
+      c->watch = Watch();
+      c->out.clear();
+      c->push(Reply(proto::format_error_reply(c->watch_id, *denied), true, true));
+    }
+  }
+}
+
+void Server::stop(std::function<void()> done)
+{
+  Impl& impl = *m_impl;
+  impl.on_stopped = std::move(done);
+  if (impl.stopping) {
+    if (impl.stopped && impl.on_stopped) {
+      asio::post(impl.io, std::exchange(impl.on_stopped, nullptr));
+    }
+    return;
+  }
+  impl.stopping = true;
+  std::error_code ignored;
+  impl.acceptor.close(ignored);
+  impl.pause_timer.cancel();
+  // Idle and watch connections go now; the others after their reply.
+  for (const auto& c : impl.connections) {
+    if (c->idle || c->watching) {
+      c->close();
+    }
+  }
+  if (impl.connections.empty()) {
+    impl.finish_stop();
+    return;
+  }
+  impl.drain_timer.expires_after(impl.limits.drain_timeout);
+  impl.drain_timer.async_wait([self = impl.shared_from_this()](std::error_code ec) {
+    if (ec) {
+      return;
+    }
+    for (const auto& c : self->connections) {
+      c->close();
+    }
+    self->finish_stop();
+  });
+}
+
+Counters Server::counters() const
+{
+  return m_impl->counters;
+}
+
+} // namespace iamtok::server

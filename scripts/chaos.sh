@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# Upstream chaos: iamtoken-sim (--iam-lifetime 6) and iamtokend (at_fraction 0.5)
+# in a temporary directory, random upstream faults injected through
+# POST /sim/faults while clients fetch tokens with iamtoken-get without pause.
+#
+#   scripts/chaos.sh [--smoke] [--seconds N] [--clients K]   (N >= 20)
+#
+# Phases: random faults (5xx, 429 + Retry-After, hang, reset, garbage, slow;
+# random durations with clear periods), a short clear period, an outage of
+# every upstream endpoint, then recovery. Default: N=120 s in all, a 12 s
+# outage. --smoke: N=20, an 8 s outage, the whole run under 60 s.
+#
+# Binaries: $IAMTOKEND, $IAMTOKEN_GET, $IAMTOKEN_SIM (default build/asan/...);
+# this script builds nothing. CHAOS_SEED=N repeats a fault sequence;
+# CHAOS_KEEP=1 keeps the temporary directory's logs (not the token file).
+#
+# Fails (exit 1, one "chaos: VIOLATION" line each) if
+#  - a client got an error while a token it could have had was still valid
+#    (clients ask --min-valid 0: any unexpired token qualifies; 1 s margin for
+#    whole-second expires_at), or an error other than `unavailable`;
+#  - a client was handed a token that had already expired;
+#  - during the outage, upstream calls from 2 s into it to its end exceed
+#    8 per profile in 10 s (smoke: 6 in 6 s): the engine must back off
+#    (1 s doubling to 60 s, full jitter) and callers must not bring retries
+#    forward;
+#  - no fresh token within the recovery bound after the faults clear
+#    (smoke 30 s: the pending retry after <= 6 failures; else 70 s: the
+#    60 s backoff cap plus margin);
+#  - any token handed out (or its payload or signature) is in the daemon's log;
+#  - the daemon died, did not stop cleanly, or a sanitizer reported an error;
+#  - the socket file's mode is not the configured 0600.
+# Exit 2: setup problem (missing binary, sim or daemon did not start).
+# Tokens are never printed: they are kept in a 0600 file in the temporary
+# directory, which is removed at exit with everything this script started.
+
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+total=120
+smoke=0
+clients=3
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --smoke) smoke=1; total=20; shift ;;
+    --seconds) total=${2:?--seconds needs a value}; shift 2 ;;
+    --clients) clients=${2:?--clients needs a value}; shift 2 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "chaos: unknown argument: $1 (see --help)" >&2; exit 64 ;;
+  esac
+done
+[[ $total =~ ^[0-9]+$ && $total -ge 20 ]] || { echo "chaos: --seconds must be an integer >= 20" >&2; exit 64; }
+
+daemon_bin=${IAMTOKEND:-$root/build/asan/daemon/iamtokend}
+get_bin=${IAMTOKEN_GET:-$root/build/asan/client/iamtoken-get}
+sim_bin=${IAMTOKEN_SIM:-$root/build/asan/sim/iamtoken-sim}
+for bin in "$daemon_bin" "$get_bin" "$sim_bin"; do
+  [[ -x $bin ]] || { echo "chaos: not built: $bin (cmake --preset asan && cmake --build --preset asan, or set IAMTOKEND/IAMTOKEN_GET/IAMTOKEN_SIM)" >&2; exit 2; }
+done
+command -v curl >/dev/null || { echo "chaos: curl is required" >&2; exit 2; }
+command -v jq >/dev/null || { echo "chaos: jq is required" >&2; exit 2; }
+
+if ((smoke)); then
+  clear_s=2; outage_s=8; recovery_bound=30; max_calls_per_profile=6
+else
+  clear_s=3; outage_s=12; recovery_bound=70; max_calls_per_profile=8
+fi
+random_seconds=$((total - clear_s - outage_s))
+profiles=2
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/iamtok-chaos-XXXXXX")
+chmod 0700 "$work"
+sim_pid=
+daemon_pid=
+client_pids=()
+
+stop_pid() { # stop_pid PID: SIGTERM, up to 5 s, then SIGKILL
+  local pid=$1 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${client_pids[@]}"; do stop_pid "$pid"; done
+  stop_pid "$daemon_pid"
+  stop_pid "$sim_pid"
+  if [[ ${CHAOS_KEEP:-0} == 1 ]]; then
+    rm -f "$work/tokens" "$work/patterns"
+    echo "chaos: kept $work (tokens removed)" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+violations=0
+violation() { echo "chaos: VIOLATION: $*" >&2; violations=$((violations + 1)); }
+
+# --- the simulator --------------------------------------------------------
+"$sim_bin" --listen 127.0.0.1:0 --port-file "$work/port" --iam-lifetime 6 --quiet \
+  >"$work/sim.out" 2>"$work/sim.log" &
+sim_pid=$!
+for ((i = 0; i < 100; i++)); do
+  [[ -s $work/port ]] && break
+  kill -0 "$sim_pid" 2>/dev/null || break
+  sleep 0.1
+done
+[[ -s $work/port ]] || { echo "chaos: iamtoken-sim did not start" >&2; cat "$work/sim.log" >&2; exit 2; }
+url="http://127.0.0.1:$(tr -d '\n' <"$work/port")"
+
+sim_curl() { # sim_curl METHOD PATH [JSON]: prints the body; fails unless 2xx
+  local args=(--noproxy '*' -sS --max-time 5 -X "$1" "$url$2")
+  [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data "$3")
+  curl --fail "${args[@]}"
+}
+upstream_calls() { sim_curl GET /sim/stats | jq '.imds_token + .imds_iam_token + .iam'; }
+
+# --- the daemon -----------------------------------------------------------
+socket=$work/d.sock
+cat >"$work/config.json" <<EOF
+{
+  "socket": { "path": "$socket", "mode": "0600" },
+  "source": { "type": "imds", "imds": { "endpoint": "$url" } },
+  "iam": { "endpoint": "$url" },
+  "refresh": { "at_fraction": 0.5, "timeout_s": 3 },
+  "profiles": [
+    { "name": "reader", "profile_id": "Profile-00000000-0000-4000-8000-000000000001" },
+    { "name": "deployer", "profile_id": "Profile-00000000-0000-4000-8000-000000000002" }
+  ]
+}
+EOF
+env -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u WATCHDOG_USEC -u JOURNAL_STREAM \
+  "$daemon_bin" --config "$work/config.json" --log-level debug >"$work/daemon.out" 2>"$work/daemon.log" &
+daemon_pid=$!
+
+touch "$work/tokens"
+chmod 0600 "$work/tokens"
+
+# get_token CLIENT: one iamtoken-get call; appends "t0 t1 rc expires_at code"
+# to $work/client-CLIENT.log and the token to $work/tokens.
+get_token() {
+  local log=$work/client-$1.log out rc t0 t1 exp=0 code=ok
+  t0=$(now_ms)
+  rc=0
+  out=$("$get_bin" --profile reader --format json --min-valid 0 --timeout 10 --socket "$socket" \
+        2>"$work/client-$1.err") || rc=$?
+  t1=$(now_ms)
+  if ((rc == 0)); then
+    if [[ $out =~ \"expires_at\":([0-9]+) ]]; then exp=${BASH_REMATCH[1]}; else code=no_expires_at; fi
+    if [[ $out =~ \"access_token\":\"([^\"]+)\" ]]; then
+      printf '%s\n' "${BASH_REMATCH[1]}" >>"$work/tokens"
+    else
+      code=no_token
+    fi
+  else
+    [[ -z $out ]] || code=stdout_on_error
+    if [[ $(head -c 300 "$work/client-$1.err") =~ ^iamtoken-get:\ ([a-z_]+): ]]; then
+      [[ $code == ok ]] && code=${BASH_REMATCH[1]}
+    else
+      [[ $code == ok ]] && code=unparsed_error
+    fi
+  fi
+  out=
+  echo "$t0 $t1 $rc $exp $code" >>"$log"
+  [[ $rc == 0 ]]
+}
+
+deadline=$(($(now_ms) + 20000))
+until get_token start 2>/dev/null; do
+  kill -0 "$daemon_pid" 2>/dev/null || { echo "chaos: iamtokend exited at start:" >&2; tail -n 20 "$work/daemon.log" >&2; exit 2; }
+  (($(now_ms) < deadline)) || { echo "chaos: iamtokend served no token within 20 s" >&2; tail -n 20 "$work/daemon.log" >&2; exit 2; }
+  sleep 0.2
+done
+mode=$(stat -c %a "$socket")
+[[ $mode == 600 ]] || violation "socket mode is $mode, configured 0600"
+
+# --- clients --------------------------------------------------------------
+echo 1 >"$work/running"
+for ((c = 0; c < clients; c++)); do
+  (
+    trap - EXIT INT TERM
+    n=0
+    while [[ -s $work/running ]] && ((n < 100000)); do
+      get_token "$c" || true
+      n=$((n + 1))
+      sleep 0.05
+    done
+  ) &
+  client_pids+=($!)
+done
+
+# --- random faults --------------------------------------------------------
+faults=0
+RANDOM=${CHAOS_SEED:-$$}
+echo "chaos: ${random_seconds}s of random faults, ${clients} clients, seed ${CHAOS_SEED:-$$}" >&2
+if ((smoke)); then max_fault=3; max_clear=3; else max_fault=8; max_clear=6; fi
+phase_end=$(($(now_ms) + random_seconds * 1000))
+while (($(now_ms) < phase_end)); do
+  targets=(iam iam all imds_token)
+  target=${targets[RANDOM % ${#targets[@]}]}
+  case $((RANDOM % 8)) in
+    0) rule="{\"target\":\"$target\",\"mode\":\"status\",\"status\":$((500 + RANDOM % 5))}" ;;
+    1) rule="{\"target\":\"$target\",\"mode\":\"status\",\"status\":503,\"retry_after_s\":$((1 + RANDOM % 3))}" ;;
+    2) rule="{\"target\":\"$target\",\"mode\":\"status\",\"status\":429,\"retry_after_s\":$((1 + RANDOM % 4))}" ;;
+    3) rule="{\"target\":\"$target\",\"mode\":\"hang\"}" ;;
+    4) rule="{\"target\":\"$target\",\"mode\":\"reset\"}" ;;
+    5) rule="{\"target\":\"$target\",\"mode\":\"garbage\"}" ;;
+    6) rule="{\"target\":\"$target\",\"mode\":\"slow\",\"delay_ms\":$((200 + RANDOM % 4000))}" ;;
+    7) rule="{\"target\":\"$target\",\"mode\":\"status\",\"status\":500,\"count\":$((1 + RANDOM % 3))}" ;;
+  esac
+  sim_curl POST /sim/faults "$rule" >/dev/null || { echo "chaos: the simulator refused a fault rule" >&2; exit 2; }
+  faults=$((faults + 1))
+  sleep "$((1 + RANDOM % max_fault)).$((RANDOM % 10))"
+  sim_curl DELETE /sim/faults >/dev/null
+  sleep "$((1 + RANDOM % max_clear)).$((RANDOM % 10))"
+done
+
+# --- a clear period, then an outage of every endpoint ----------------------
+sleep "$clear_s"
+echo "chaos: ${outage_s}s outage of every upstream endpoint" >&2
+sim_curl POST /sim/faults '{"target":"all","mode":"status","status":503}' >/dev/null
+faults=$((faults + 1))
+sleep 2
+calls_before=$(upstream_calls)
+sleep $((outage_s - 2))
+calls_during=$(($(upstream_calls) - calls_before))
+if ((calls_during > max_calls_per_profile * profiles)); then
+  violation "$calls_during upstream calls in $((outage_s - 2)) s of total outage (bound $((max_calls_per_profile * profiles)) for $profiles profiles): no backoff"
+fi
+
+# --- recovery ---------------------------------------------------------------
+sim_curl DELETE /sim/faults >/dev/null
+cleared=$(now_ms)
+recovered=
+while (($(now_ms) < cleared + recovery_bound * 1000)); do
+  # A token fetched after the clear (any client's) counts.
+  if awk -v c="$cleared" '$1 >= c && $3 == 0 { found = 1 } END { exit !found }' "$work"/client-*.log 2>/dev/null; then
+    recovered=$(($(now_ms) - cleared))
+    break
+  fi
+  sleep 0.2
+done
+[[ -n $recovered ]] || violation "no token within ${recovery_bound}s after the faults cleared"
+
+rm -f "$work/running"
+for pid in "${client_pids[@]}"; do stop_pid "$pid"; done
+client_pids=()
+
+# --- the daemon: alive, stops cleanly, nothing leaked -----------------------
+if kill -0 "$daemon_pid" 2>/dev/null; then
+  kill -TERM "$daemon_pid"
+  daemon_rc=0
+  for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$daemon_pid" 2>/dev/null; then
+    violation "iamtokend did not stop within 10 s of SIGTERM"
+  else
+    wait "$daemon_pid" || daemon_rc=$?
+    ((daemon_rc == 0)) || violation "iamtokend exited $daemon_rc on SIGTERM"
+  fi
+  daemon_pid=
+else
+  violation "iamtokend died during the run"
+  daemon_pid=
+fi
+if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$work/daemon.log"; then
+  violation "sanitizer report in the daemon's log:"
+  grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$work/daemon.log" | head -n 5 >&2
+fi
+sort -u "$work/tokens" -o "$work/tokens"
+{
+  cat "$work/tokens"
+  cut -d. -f2 "$work/tokens"
+  cut -d. -f3 "$work/tokens" | awk 'length($0) >= 16'
+} | awk 'length($0) >= 16' | sort -u >"$work/patterns"
+if [[ -s $work/patterns ]] && grep -qF -f "$work/patterns" "$work/daemon.log"; then
+  violation "a token (or a JWT part of one) appears in the daemon's log"
+fi
+
+# --- the clients' view --------------------------------------------------------
+# Events by time: a success is known from its end (t1), a request is judged
+# at its start (t0); at equal times the request comes first.
+# (client-start.log, the wait for the daemon to come up, is left out.)
+cat "$work"/client-[0-9]*.log >"$work/all.log"
+awk '{ print $1, 0, $3, $4, $5; if ($3 == 0) print $2, 1, 0, $4, "done" }' "$work/all.log" |
+  sort -k1,1n -k2,2n |
+  awk '
+    $2 == 1 { if ($4 > maxexp) maxexp = $4; next }
+    $3 == 0 && ($4 + 1) * 1000 <= $1 { print "expired token handed out: expires_at " $4 " at " $1 " ms"; next }
+    $3 != 0 && $5 != "unavailable" { print "client error " $5 " (exit " $3 ") at " $1 " ms" ; next }
+    $3 != 0 && $1 < (maxexp - 1) * 1000 { print "client error " $5 " at " $1 " ms while a token valid until " maxexp " had been served" }
+  ' >"$work/client_violations"
+while IFS= read -r line; do violation "$line"; done < <(head -n 20 "$work/client_violations")
+extra=$(($(wc -l <"$work/client_violations") - 20))
+((extra <= 0)) || violation "... and $extra more client violations"
+
+requests=$(wc -l <"$work/all.log")
+errors=$(awk '$3 != 0' "$work/all.log" | wc -l)
+by_code=$(awk '$3 != 0 { n[$5]++ } END { for (c in n) { printf "%s%s=%d", sep, c, n[c]; sep = " " } }' "$work/all.log")
+total_calls=$(upstream_calls)
+echo "chaos: summary: requests=$requests errors=$errors${by_code:+ ($by_code)} faults_injected=$faults" \
+     "upstream_calls=$total_calls outage_calls=$calls_during/$((outage_s - 2))s recovery_ms=${recovered:-none}" \
+     "distinct_tokens=$(wc -l <"$work/tokens")"
+if ((violations > 0)); then
+  echo "chaos: FAILED with $violations violation(s)" >&2
+  exit 1
+fi
+echo "chaos: OK"
