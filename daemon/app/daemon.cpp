@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <systemd/sd-daemon.h>
 
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -292,6 +293,9 @@ private:
       ++m_generation; // the other of the two triggers is now stale
       m_settle_timer.cancel();
       log_settled();
+      // The first round's concurrent transfers (curl buffers, replies) are
+      // freed now: hand their pages back instead of holding them for good.
+      malloc_trim(0);
       m_status_text = status_text();
       notify::ready(m_status_text);
     };

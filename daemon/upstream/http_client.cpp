@@ -152,6 +152,8 @@ struct HttpClient::Impl
     asio::executor_work_guard<asio::io_context::executor_type> work;
   };
 
+  static constexpr long k_max_idle_connections = 8;
+
   explicit Impl(asio::io_context& context) : io(context), timer(context)
   {
     init_curl_once();
@@ -163,6 +165,9 @@ struct HttpClient::Impl
     curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
     curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
     curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+    // Keep a few idle keep-alive connections (IMDS and IAM), not one per
+    // transfer of a start-up burst: each cached connection costs memory.
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, k_max_idle_connections);
   }
 
   Impl(const Impl&) = delete;
