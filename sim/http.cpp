@@ -134,10 +134,12 @@ struct RequestReader::Callbacks
   static int on_header_field(http_parser* p, const char* at, std::size_t n)
   {
     auto& r = self(p);
-    if (!count_header_bytes(r, n + 4)) {
+    // A name may arrive in pieces: count its ": " and CRLF once, when it starts.
+    const bool starts = r.m_in_value || r.m_current.headers.empty();
+    if (!count_header_bytes(r, starts ? n + 4 : n)) {
       return -1;
     }
-    if (r.m_in_value || r.m_current.headers.empty()) {
+    if (starts) {
       r.m_current.headers.emplace_back();
       r.m_in_value = false;
     }
