@@ -82,9 +82,13 @@ tl::expected<bool, std::string> probe_socket(const std::string& path)
 struct Connection
 {
   explicit Connection(Protocol::socket s)
-    : socket(std::move(s)), wake(socket.get_executor()), timer(socket.get_executor())
+    : socket(std::move(s)),
+      wake(socket.get_executor()),
+      timer(socket.get_executor()),
+      watchdog(socket.get_executor())
   {
     wake.expires_at(SteadyClock::time_point::max());
+    watchdog.expires_at(SteadyClock::time_point::max());
   }
 
   // Queues a reply and wakes the session. In watch mode, keeps at most a
@@ -116,11 +120,18 @@ struct Connection
     socket.close(ignored);
     wake.cancel();
     timer.cancel();
+    watchdog.cancel();
   }
 
   Protocol::socket socket;
   asio::steady_timer wake;  // never expires: cancelled to wake the session
-  asio::steady_timer timer; // the deadline of the read or write in progress
+  asio::steady_timer timer; // the deadline of a write that did not complete at once
+  // Enforces read_deadline (timeout_watchdog.cpp's pattern): re-armed only when
+  // it wakes or the deadline moves earlier, not for every request.
+  asio::steady_timer watchdog;
+  SteadyClock::time_point read_deadline = SteadyClock::time_point::max();
+  bool reading = false;   // serve() is waiting for request bytes
+  bool timed_out = false; // the watchdog cancelled that wait
   Caller caller;
   std::deque<Reply> out;  // replies waiting to be written
   bool closed = false;
@@ -155,6 +166,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> session(std::shared_ptr<Connection> c);
   asio::awaitable<void> serve(std::shared_ptr<Connection> c);
+  asio::awaitable<void> watchdog(std::shared_ptr<Connection> c);
   asio::awaitable<bool> answer(std::shared_ptr<Connection> c, std::string_view line);
   asio::awaitable<void> run_watch(std::shared_ptr<Connection> c, const proto::Request& request);
   asio::awaitable<void> watch_writer(std::shared_ptr<Connection> c);
@@ -294,6 +306,7 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Connection> c)
 {
   auto self = shared_from_this();
   bool failed = false;
+  asio::co_spawn(io, watchdog(c), asio::detached);
   try {
     co_await serve(c);
   } catch (const std::exception& e) {
@@ -361,16 +374,19 @@ asio::awaitable<void> Server::Impl::serve(std::shared_ptr<Connection> c)
     if (buffer.empty()) {
       std::string().swap(buffer);
     }
-    c->timer.expires_at(deadline);
+    c->read_deadline = deadline;
+    if (deadline < c->watchdog.expiry()) {
+      c->watchdog.expires_at(deadline); // wakes the watchdog to re-arm earlier
+    }
     // Wait for readability first, then read straight into the line buffer.
-    auto result = co_await (c->socket.async_wait(asio::socket_base::wait_read, use_nothrow)
-                            || c->timer.async_wait(use_nothrow));
+    c->reading = true;
+    auto [ec] = co_await c->socket.async_wait(asio::socket_base::wait_read, use_nothrow);
+    c->reading = false;
     c->idle = false;
-    if (result.index() == 1) {
+    if (c->timed_out) {
       log::debug("connection (pid {}): {} timeout", c->caller.pid, partial_since ? "partial line" : "idle");
       co_return;
     }
-    auto [ec] = std::get<0>(result);
     std::size_t n = 0;
     const std::size_t held = buffer.size();
     if (!ec) {
@@ -393,6 +409,29 @@ asio::awaitable<void> Server::Impl::serve(std::shared_ptr<Connection> c)
       log::debug("connection (pid {}): read failed: {}", c->caller.pid, ec.message());
       co_return;
     }
+  }
+}
+
+asio::awaitable<void> Server::Impl::watchdog(std::shared_ptr<Connection> c)
+{
+  for (;;) {
+    co_await c->watchdog.async_wait(use_nothrow);
+    if (c->closed) {
+      co_return;
+    }
+    const auto now = SteadyClock::now();
+    if (c->watchdog.expiry() > now) {
+      continue; // serve() moved the deadline earlier: wait for the new one
+    }
+    if (c->reading && now >= c->read_deadline) {
+      c->timed_out = true;
+      std::error_code ignored;
+      c->socket.cancel(ignored);
+      co_return;
+    }
+    // Not reading (answering, watching) or the deadline moved on: sleep until
+    // it, or until serve() reads again and moves it earlier.
+    c->watchdog.expires_at(c->reading ? c->read_deadline : SteadyClock::time_point::max());
   }
 }
 
