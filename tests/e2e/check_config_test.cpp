@@ -1,6 +1,8 @@
 // Runs the real iamtokend binary: --check-config on valid and invalid files,
 // usage errors, --version and --help.
 
+#include "tests/support/temp_dir.hpp"
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -24,33 +26,8 @@ extern char** environ;
 
 namespace {
 
-// A temporary directory removed with everything in it at the end of a test.
-class TempDir
-{
-public:
-  TempDir()
-  {
-    std::string pattern = (std::filesystem::temp_directory_path() / "check_config_test.XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    m_path = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(m_path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
+using iamtok::test::TempDir;
 
-  std::string file(const std::string& name) const { return (m_path / name).string(); }
-
-  std::string write(const std::string& name, const std::string& content, mode_t mode = 0600) const
-  {
-    const auto path = file(name);
-    std::ofstream(path) << content;
-    REQUIRE(::chmod(path.c_str(), mode) == 0);
-    return path;
-  }
-
-private:
-  std::filesystem::path m_path;
-};
 
 struct Result
 {

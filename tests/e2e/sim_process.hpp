@@ -6,6 +6,8 @@
 // starts iamtoken-sim on an ephemeral port and waits until it listens.
 // Header-only; every wait is bounded.
 
+#include "tests/support/temp_dir.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -31,34 +33,6 @@ extern char** environ;
 
 namespace iamtok::test {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents when
-// this object goes away.
-class TempDir
-{
-public:
-  TempDir()
-  {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/iamtok-test-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) {
-      throw std::runtime_error("mkdtemp failed");
-    }
-    m_path = pattern;
-  }
-  ~TempDir()
-  {
-    std::error_code ignored;
-    std::filesystem::remove_all(m_path, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return m_path; }
-  std::filesystem::path operator/(std::string_view name) const { return m_path / name; }
-
-private:
-  std::filesystem::path m_path;
-};
 
 // The whole content of a file, or "" if it cannot be read.
 inline std::string read_file(const std::filesystem::path& path)

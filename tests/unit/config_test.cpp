@@ -1,4 +1,5 @@
 #include "daemon/config/config.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -13,6 +14,8 @@
 using namespace iamtok::config;
 
 namespace {
+
+using iamtok::test::TempDir;
 
 // Names that exist only in these tests.
 class FakeResolver final : public NameResolver
@@ -78,32 +81,6 @@ std::string problem(const std::string& json)
   return found.front();
 }
 
-// A temporary directory removed with everything in it at the end of a test.
-class TempDir
-{
-public:
-  TempDir()
-  {
-    std::string pattern = (std::filesystem::temp_directory_path() / "config_test.XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    m_path = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(m_path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string write(const std::string& name, const std::string& content, mode_t mode = 0600) const
-  {
-    const auto path = (m_path / name).string();
-    std::ofstream(path) << content;
-    REQUIRE(::chmod(path.c_str(), mode) == 0);
-    return path;
-  }
-  const std::filesystem::path& path() const { return m_path; }
-
-private:
-  std::filesystem::path m_path;
-};
 
 } // namespace
 

@@ -3,6 +3,7 @@
 #include "daemon/engine/system_ports.hpp"
 #include "daemon/log/log.hpp"
 #include "proto/codec.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -29,6 +30,8 @@ using namespace iamtok;
 using namespace std::chrono_literals;
 
 namespace {
+
+using iamtok::test::TempDir;
 
 // Engine timers on the io_context.
 class AsioTimers final : public engine::Timers
@@ -91,27 +94,6 @@ private:
   int m_serial = 0;
 };
 
-class TempDir
-{
-public:
-  TempDir()
-  {
-    std::string pattern = (std::filesystem::temp_directory_path() / "iamtok-server-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    m_path = pattern;
-  }
-  ~TempDir()
-  {
-    std::error_code ignored;
-    std::filesystem::remove_all(m_path, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return m_path; }
-
-private:
-  std::string m_path;
-};
 
 config::Config make_config(const std::string& socket_path)
 {
@@ -141,7 +123,7 @@ server::Limits short_limits()
 struct Harness
 {
   TempDir dir;
-  std::string path = dir.path() + "/d.sock";
+  std::string path = dir.file("d.sock");
   config::Config config = make_config(path);
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);

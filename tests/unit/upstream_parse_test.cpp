@@ -4,6 +4,7 @@
 #include "daemon/upstream/file_source.hpp"
 #include "daemon/upstream/replies.hpp"
 #include "daemon/upstream/requests.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,6 +19,8 @@ using namespace iamtok::upstream;
 using engine::Failure;
 
 namespace {
+
+using iamtok::test::TempDir;
 
 // A JWT-shaped value, long enough that sanitize_message would redact it.
 const std::string k_token =
@@ -37,30 +40,6 @@ bool mentions_token(const std::string& text)
 // 2026-11-23T08:00:00Z
 constexpr std::int64_t k_now = 1795420800;
 
-class TempDir
-{
-public:
-  TempDir()
-  {
-    std::string pattern = (std::filesystem::temp_directory_path() / "upstream_test.XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    m_path = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(m_path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string write(const std::string& name, const std::string& content) const
-  {
-    const auto path = m_path / name;
-    std::ofstream(path, std::ios::binary) << content;
-    return path.string();
-  }
-  std::string path(const std::string& name) const { return (m_path / name).string(); }
-
-private:
-  std::filesystem::path m_path;
-};
 
 } // namespace
 
@@ -368,7 +347,7 @@ TEST_CASE("the CR-token file is read fresh every time")
 TEST_CASE("a missing, empty or oversized CR-token file is a source error naming the path")
 {
   TempDir dir;
-  const auto missing = dir.path("absent");
+  const auto missing = dir.file("absent");
   const auto empty = dir.write("empty", " \n\n");
   const auto huge = dir.write("huge", std::string(70000, 'a'));
   for (const auto& [path, says] : {std::pair{missing, "No such file"}, std::pair{empty, "is empty"},
@@ -386,20 +365,20 @@ TEST_CASE("a missing, empty or oversized CR-token file is a source error naming 
 TEST_CASE("without a configured path the first existing default CR-token file is read")
 {
   TempDir dir;
-  const auto first = dir.path("vault-token");
+  const auto first = dir.file("vault-token");
   const auto second = dir.write("sa-token", "second.token\n");
   const auto third = dir.write("token", "third.token\n");
   const std::vector<std::string_view> candidates{first, second, third};
   REQUIRE(read_cr_token_file("", candidates).value() == Secret("second.token"));
 
-  const auto a = dir.path("a");
-  const auto b = dir.path("b");
+  const auto a = dir.file("a");
+  const auto b = dir.file("b");
   const std::vector<std::string_view> none{a, b};
   const auto result = read_cr_token_file("", none);
   REQUIRE_FALSE(result.has_value());
   REQUIRE(result.error().failure == Failure::source);
-  REQUIRE(result.error().message.find(dir.path("a")) != std::string::npos);
-  REQUIRE(result.error().message.find(dir.path("b")) != std::string::npos);
+  REQUIRE(result.error().message.find(dir.file("a")) != std::string::npos);
+  REQUIRE(result.error().message.find(dir.file("b")) != std::string::npos);
 
   REQUIRE(default_cr_token_paths().size() == 3);
   REQUIRE(default_cr_token_paths()[0] == "/var/run/secrets/tokens/vault-token");
