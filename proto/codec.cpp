@@ -282,6 +282,61 @@ tl::expected<object, std::string> parse_object(simdjson::dom::parser& parser, st
   return obj;
 }
 
+// Reads what every reply has (ok, id) and the members of token and error
+// replies into `reply`; the first problem goes to `error`. parse_reply and
+// parse_status_reply share it, so a line is a status reply only if it is
+// also an ok reply.
+void read_reply(object obj, Reply& reply, std::string& error)
+{
+  ObjectReader top(obj, "", error);
+  if (auto ok = top.required("ok")) {
+    if (ok->get_bool().get(reply.ok) != simdjson::SUCCESS) {
+      top.fail("ok must be a boolean");
+    }
+  }
+  if (auto id = read_id(obj)) {
+    reply.id = std::move(*id);
+  } else {
+    top.fail(std::move(id.error()));
+  }
+  if (!error.empty()) {
+    return;
+  }
+
+  if (reply.ok) {
+    if (find(obj, "access_token")) {
+      std::string token;
+      std::string token_type;
+      top.string("profile", reply.profile);
+      top.string("access_token", token);
+      top.string("token_type", token_type);
+      top.int64("expires_at", reply.expires_at);
+      top.int64("expires_in", reply.expires_in);
+      reply.access_token = Secret(std::move(token));
+      wipe_string(token); // a short token stays in the moved-from small buffer
+      if (error.empty() && reply.access_token.empty()) {
+        top.fail("access_token is empty");
+      }
+      if (error.empty() && token_type != "Bearer") {
+        top.fail("token_type must be Bearer");
+      }
+    }
+  } else if (auto error_obj = top.child_object("error", false)) {
+    ObjectReader reader(*error_obj, "error", error);
+    reader.string("code", reply.code);
+    reader.string("message", reply.message);
+    std::optional<std::int64_t> retry_after;
+    reader.nullable_int64("retry_after_s", retry_after);
+    reply.retry_after_s = retry_after;
+    if (auto upstream = reader.child_object("upstream", true)) {
+      ObjectReader up(*upstream, "error.upstream", error);
+      up.optional_http_status("status", reply.upstream.status);
+      up.optional_string("code", reply.upstream.code);
+      up.optional_string("request_id", reply.upstream.request_id);
+    }
+  }
+}
+
 } // namespace
 
 std::string_view to_string(ErrorCode code) noexcept
@@ -521,56 +576,9 @@ tl::expected<Reply, std::string> parse_reply(std::string_view line)
   if (!obj) {
     return tl::unexpected(std::move(obj.error()));
   }
-
   Reply reply;
   std::string error;
-  ObjectReader top(*obj, "", error);
-  if (auto ok = top.required("ok")) {
-    if (ok->get_bool().get(reply.ok) != simdjson::SUCCESS) {
-      top.fail("ok must be a boolean");
-    }
-  }
-  if (auto id = read_id(*obj)) {
-    reply.id = std::move(*id);
-  } else {
-    top.fail(std::move(id.error()));
-  }
-  if (!error.empty()) {
-    return tl::unexpected(std::move(error));
-  }
-
-  if (reply.ok) {
-    if (find(*obj, "access_token")) {
-      std::string token;
-      std::string token_type;
-      top.string("profile", reply.profile);
-      top.string("access_token", token);
-      top.string("token_type", token_type);
-      top.int64("expires_at", reply.expires_at);
-      top.int64("expires_in", reply.expires_in);
-      reply.access_token = Secret(std::move(token));
-      wipe_string(token); // a short token stays in the moved-from small buffer
-      if (error.empty() && reply.access_token.empty()) {
-        top.fail("access_token is empty");
-      }
-      if (error.empty() && token_type != "Bearer") {
-        top.fail("token_type must be Bearer");
-      }
-    }
-  } else if (auto error_obj = top.child_object("error", false)) {
-    ObjectReader reader(*error_obj, "error", error);
-    reader.string("code", reply.code);
-    reader.string("message", reply.message);
-    std::optional<std::int64_t> retry_after;
-    reader.nullable_int64("retry_after_s", retry_after);
-    reply.retry_after_s = retry_after;
-    if (auto upstream = reader.child_object("upstream", true)) {
-      ObjectReader up(*upstream, "error.upstream", error);
-      up.optional_http_status("status", reply.upstream.status);
-      up.optional_string("code", reply.upstream.code);
-      up.optional_string("request_id", reply.upstream.request_id);
-    }
-  }
+  read_reply(*obj, reply, error);
   if (!error.empty()) {
     return tl::unexpected(std::move(error));
   }
@@ -580,20 +588,29 @@ tl::expected<Reply, std::string> parse_reply(std::string_view line)
 
 tl::expected<StatusInfo, std::string> parse_status_reply(std::string_view line)
 {
-  // Status replies can be big (many profiles): use a parser of our own.
+  // Status replies can be big (many profiles): use a parser of our own,
+  // wiped like parse_reply's in case the line carries a token.
   simdjson::dom::parser parser;
+  const WipeOnExit wipe{parser};
   auto obj = parse_object(parser, strip_line_end(line), "reply is not a JSON object");
   if (!obj) {
     return tl::unexpected(std::move(obj.error()));
   }
 
-  StatusInfo status;
   std::string error;
-  ObjectReader top(*obj, "", error);
-  bool ok = false;
-  if (auto ok_value = top.required("ok"); ok_value && (ok_value->get_bool().get(ok) != simdjson::SUCCESS || !ok)) {
-    top.fail("not an ok reply");
+  {
+    Reply reply;
+    read_reply(*obj, reply, error);
+    if (!error.empty()) {
+      return tl::unexpected(std::move(error));
+    }
+    if (!reply.ok) {
+      return tl::unexpected(std::string("not an ok reply"));
+    }
   }
+
+  StatusInfo status;
+  ObjectReader top(*obj, "", error);
   top.string("version", status.version);
   top.int64("uptime_s", status.uptime_s);
   if (auto source = top.child_object("source", false)) {

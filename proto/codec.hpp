@@ -193,8 +193,10 @@ struct Reply
 tl::expected<Reply, std::string> parse_reply(std::string_view line);
 
 // Parses the status object of an ok status reply. Returns it, or a one-line
-// message when the line is not an ok reply or a documented status member is
-// missing or wrongly typed (expires_at, refresh_at and last_error may be null).
+// message when parse_reply would not accept the line as an ok reply (so a bad
+// id or a malformed token member is refused here too), or a documented status
+// member is missing or wrongly typed (expires_at, refresh_at and last_error
+// may be null).
 tl::expected<StatusInfo, std::string> parse_status_reply(std::string_view line);
 
 } // namespace iamtok::proto

@@ -45,7 +45,8 @@ run() {
   if [ -f "tests/fuzz/$target.dict" ]; then
     dict=(-dict="tests/fuzz/$target.dict")
   fi
-  local log="$build/crashes/$target.log"
+  local log="$build/crashes/$target.log" stamp="$build/crashes/.$target.start"
+  touch "$stamp"
   echo "== $target: ${seconds}s (corpus $(find "$work" -type f | wc -l) files)"
   local status=0
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
@@ -58,7 +59,14 @@ run() {
   echo "corpus: $(find "$work" -type f | wc -l) files"
   if [ "$status" -ne 0 ]; then
     echo "!! $target found a problem (exit $status); see $log and $build/crashes/" >&2
-    grep -E 'ERROR|SUMMARY|==[0-9]+==' "$log" | head -n 5 >&2 || true
+    grep -E 'ERROR|SUMMARY|==[0-9]+==|^INFO: Seed' "$log" | head -n 6 >&2 || true
+    # The input itself, so a CI log alone is enough to reproduce the finding
+    # (fuzz inputs are made up by libFuzzer: nothing secret in them).
+    local artifact
+    find "$build/crashes" -name "$target-*" -newer "$stamp" -type f | while read -r artifact; do
+      echo "-- $artifact ($(wc -c <"$artifact") bytes); to reproduce:" >&2
+      echo "   echo '$(base64 -w 0 "$artifact")' | base64 -d >input && $build/tests/fuzz/$target input" >&2
+    done
   fi
   return "$status"
 }

@@ -478,6 +478,14 @@ TEST_CASE("parse_status_reply rejects error replies and malformed status objects
   CHECK(replace(R"("uptime_s":86400)", R"("uptime_s":null)") == "uptime_s must be an integer");
   CHECK(replace(R"("profiles":[)", R"("profiles":[1,)") == "profiles[0] must be an object");
   CHECK(replace(R"("profiles":[)", R"("profiles":300,"x":[)") == "profiles must be an array");
+  // What parse_reply refuses is no status reply either: the fuzzer found
+  // these three accepted here while parse_reply refused them.
+  CHECK(parse_status_reply(format_status_reply(RequestId{std::int64_t{3}}, sample_status())));
+  CHECK(replace(R"("ok":true)", R"("ok":true,"id":3.5)") == "id must be a string or a 64-bit integer");
+  CHECK(replace(R"("ok":true)", R"("ok":true,"id":18446744073709551615)")
+        == "id must be a string or a 64-bit integer");
+  CHECK(replace(R"("ok":true)", R"("ok":true,"access_token":1)") == "missing profile");
+  CHECK(replace(R"("ok":true)", R"("ok":"yes")") == "ok must be a boolean");
   CHECK(parse_status_reply("[1]").error() == "reply is not a JSON object");
 }
 
