@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <unordered_set>
 #include <vector>
@@ -47,6 +48,33 @@ bool needs_care(char c) noexcept
 {
   const auto u = static_cast<unsigned char>(c);
   return u < 0x20 || u >= 0x7F || c == '"' || c == '\\';
+}
+
+// Length of the run from text[at] on that needs no care: 8 bytes at a time
+// while no byte of the word needs it (SWAR: the usual has-zero-byte and
+// has-byte-less-than tests, exact as yes/no answers), then byte by byte. A
+// token is one long run, so this is most of the cost of a token reply.
+std::size_t plain_run(std::string_view text, std::size_t at) noexcept
+{
+  constexpr std::uint64_t ones = 0x0101010101010101ULL;
+  constexpr std::uint64_t highs = 0x8080808080808080ULL;
+  const auto has_zero_byte = [](std::uint64_t v) { return (v - ones) & ~v & highs; };
+  std::size_t i = at;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, text.data() + i, sizeof w);
+    const std::uint64_t care = (w & highs)                       // 0x80 and above
+                               | ((w - ones * 0x20) & ~w & highs) // below 0x20
+                               | has_zero_byte(w ^ (ones * 0x7F)) | has_zero_byte(w ^ (ones * '"'))
+                               | has_zero_byte(w ^ (ones * '\\'));
+    if (care != 0) {
+      break;
+    }
+  }
+  while (i < text.size() && !needs_care(text[i])) {
+    ++i;
+  }
+  return i - at;
 }
 
 bool is_safe_key(std::string_view key) noexcept
@@ -126,8 +154,7 @@ void append_quoted(std::string& out, std::string_view text)
   std::size_t i = 0;
   while (i < text.size()) {
     // Copy the longest run that needs no care in one go (a token is one run).
-    const auto run_end = std::find_if(text.begin() + static_cast<std::ptrdiff_t>(i), text.end(), needs_care);
-    const auto run = static_cast<std::size_t>(run_end - text.begin()) - i;
+    const std::size_t run = plain_run(text, i);
     out.append(text.substr(i, run));
     i += run;
     if (i == text.size()) {

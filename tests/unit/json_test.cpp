@@ -83,6 +83,22 @@ TEST_CASE("every single byte and byte pair quotes to a valid JSON string")
   }
 }
 
+TEST_CASE("a byte that needs care is found at every position of a long plain run")
+{
+  // Long runs are scanned 8 bytes at a time: each byte value, at each offset
+  // of a word and across word edges, must come out exactly as it does alone.
+  for (int byte = 0; byte < 256; ++byte) {
+    const std::string alone = json::quoted(std::string(1, static_cast<char>(byte)));
+    const std::string middle = alone.substr(1, alone.size() - 2);
+    for (std::size_t at = 0; at < 24; ++at) {
+      std::string text(24, 'x');
+      text[at] = static_cast<char>(byte);
+      CAPTURE(byte, at);
+      REQUIRE(json::quoted(text) == "\"" + std::string(at, 'x') + middle + std::string(23 - at, 'x') + "\"");
+    }
+  }
+}
+
 TEST_CASE("is_valid_utf8 rejects overlongs, surrogates and code points past U+10FFFF")
 {
   CHECK(is_valid_utf8(""));
