@@ -130,6 +130,9 @@ struct Connection
   // it wakes or the deadline moves earlier, not for every request.
   asio::steady_timer watchdog;
   SteadyClock::time_point read_deadline = SteadyClock::time_point::max();
+  // serve() waits for request bytes by reading into this: a request line
+  // usually fits, a longer or pipelined one is drained into the line buffer.
+  std::array<char, 64> first_bytes{};
   bool reading = false;   // serve() is waiting for request bytes
   bool timed_out = false; // the watchdog cancelled that wait
   Caller caller;
@@ -378,23 +381,25 @@ asio::awaitable<void> Server::Impl::serve(std::shared_ptr<Connection> c)
     if (deadline < c->watchdog.expiry()) {
       c->watchdog.expires_at(deadline); // wakes the watchdog to re-arm earlier
     }
-    // Wait for readability first, then read straight into the line buffer.
+    // Wait with a small read into the connection's first_bytes (an idle
+    // connection holds no bigger buffer; async_wait would cost an epoll_ctl
+    // per request), then drain the rest straight into the line buffer.
     c->reading = true;
-    auto [ec] = co_await c->socket.async_wait(asio::socket_base::wait_read, use_nothrow);
+    auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(c->first_bytes), use_nothrow);
     c->reading = false;
     c->idle = false;
     if (c->timed_out) {
       log::debug("connection (pid {}): {} timeout", c->caller.pid, partial_since ? "partial line" : "idle");
       co_return;
     }
-    std::size_t n = 0;
-    const std::size_t held = buffer.size();
-    if (!ec) {
+    buffer.append(c->first_bytes.data(), n);
+    if (!ec && n == c->first_bytes.size()) {
+      const std::size_t held = buffer.size();
       buffer.resize(held + k_read_chunk);
-      n = c->socket.read_some(asio::buffer(buffer.data() + held, k_read_chunk), ec);
-      buffer.resize(held + n);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        continue;
+      const std::size_t more = c->socket.read_some(asio::buffer(buffer.data() + held, k_read_chunk), ec);
+      buffer.resize(held + more);
+      if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::eof) {
+        ec = {}; // nothing more yet; an end of stream shows up on the next read
       }
     }
     if (ec == asio::error::eof) {
