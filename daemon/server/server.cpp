@@ -281,7 +281,7 @@ asio::awaitable<void> Server::Impl::accept_loop()
       continue;
     }
     std::error_code nb_ec;
-    socket.non_blocking(true, nb_ec); // serve() reads only after readiness
+    socket.non_blocking(true, nb_ec); // serve() drains reads and write() tries sends without blocking
     auto c = std::make_shared<Connection>(std::move(socket));
     c->caller = std::move(*caller);
     connections.insert(c);
