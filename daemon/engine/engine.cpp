@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <utility>
 
 namespace iamtok::engine {
 
@@ -111,6 +112,7 @@ struct Engine::Impl
     std::optional<Held> token; // never set for a per-exchange (file) source
     std::uint64_t generation = 0;
     bool fetching = false;
+    bool discard_fetch = false; // forget_cr_token() ran while fetching
     std::vector<CrWaiter> waiting;
     std::string state = "pending";
     std::optional<UpstreamError> last_error;
@@ -469,6 +471,9 @@ struct Engine::Impl
         finish(*sp, tl::unexpected(result.error()), out);
       }
     }
+    if (std::exchange(m_cr.discard_fetch, false)) {
+      m_cr.token.reset(); // from the source of before a reload: used once, not kept
+    }
   }
 
   void exchange(Profile& p, const Secret& cr_token, std::uint64_t generation, bool retried)
@@ -674,6 +679,7 @@ struct Engine::Impl
     m_settled.clear();
     m_cr.waiting.clear();
     m_cr.fetching = false;
+    m_cr.discard_fetch = false;
   }
 };
 
@@ -762,6 +768,16 @@ void Engine::reconfigure(Settings settings, std::vector<ProfileSpec> profiles)
   Outbox out;
   impl.set_profiles(std::move(profiles), out);
   impl.run(out);
+}
+
+void Engine::forget_cr_token()
+{
+  Impl& impl = *m_impl;
+  impl.m_cr.token.reset();
+  ++impl.m_cr.generation;
+  impl.m_cr.discard_fetch = impl.m_cr.fetching;
+  impl.m_cr.state = "pending";
+  impl.m_cr.last_error.reset();
 }
 
 void Engine::when_settled(std::function<void()> done)

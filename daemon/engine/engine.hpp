@@ -136,6 +136,11 @@ public:
   // (called from inside this call).
   void reconfigure(Settings settings, std::vector<ProfileSpec> profiles);
 
+  // Forgets the cached CR token (the source changed on a reload): the next
+  // exchange fetches a new one. A fetch already out still serves the
+  // exchanges waiting for it, but its token is not kept.
+  void forget_cr_token();
+
   // Calls `done` once every profile has finished its first attempt (success
   // or failure) since start() or the last reconfigure(); at once if so now.
   void when_settled(std::function<void()> done);

@@ -881,6 +881,45 @@ TEST_CASE("Reconfigure keeps unchanged profiles, fetches new ones at once and fa
   REQUIRE(rig.timers.pending() == 3);
 }
 
+TEST_CASE("A forgotten CR token is fetched anew for the next exchange; one in flight serves once")
+{
+  Rig rig;
+  auto& engine = rig.make({spec("a", "A"), spec("b", "B")});
+  engine.start();
+  REQUIRE(rig.upstream.complete_cr(issued("cr-1", 3600s)));
+  REQUIRE(rig.upstream.complete_exchange(issued("ta", 100s), "A"));
+  REQUIRE(rig.upstream.complete_exchange(issued("tb", 1000s), "B"));
+  REQUIRE(engine.status().source.expires_at);
+
+  engine.forget_cr_token(); // a reload changed the source
+  CHECK(engine.status().source.state == "pending");
+  CHECK_FALSE(engine.status().source.expires_at);
+  REQUIRE(has_token(ask(engine, "a"), "ta")); // tokens are kept
+
+  rig.timers.advance(80s); // a's refresh needs a CR token: a new fetch, not cr-1
+  REQUIRE(rig.upstream.open_cr() == 1);
+  REQUIRE(rig.upstream.open_exchanges() == 0);
+
+  // Forgotten again while that fetch is out: its token serves the exchange
+  // waiting for it, and is not kept for the next one.
+  engine.forget_cr_token();
+  REQUIRE(rig.upstream.complete_cr(issued("cr-2", 3600s)));
+  REQUIRE(rig.upstream.open.front().cr_token == Secret("cr-2"));
+  REQUIRE(rig.upstream.complete_exchange(issued("ta2", 100s), "A"));
+  REQUIRE(has_token(ask(engine, "a"), "ta2"));
+  rig.timers.advance(80s); // a's next refresh fetches again
+  REQUIRE(rig.upstream.open_cr() == 1);
+  REQUIRE(rig.upstream.complete_cr(issued("cr-3", 3600s)));
+  REQUIRE(rig.upstream.open.front().cr_token == Secret("cr-3"));
+  REQUIRE(rig.upstream.complete_exchange(issued("ta3", 100s), "A"));
+  REQUIRE(rig.upstream.cr_fetches() == 3);
+  CHECK(engine.status().source.state == "ok");
+
+  rig.timers.advance(80s); // and cr-3, fetched after the last forget, is kept
+  REQUIRE(rig.upstream.open_cr() == 0);
+  REQUIRE(rig.upstream.open.front().cr_token == Secret("cr-3"));
+}
+
 TEST_CASE("Callers waiting on a profile whose target changes get the new target's token")
 {
   Rig rig;
