@@ -105,35 +105,49 @@ std::string describe(const engine::UpstreamError& error)
 }
 
 // The engine's Upstream with a log line for every result and a hook that
-// runs after each exchange has been handed to the engine (for STATUS=).
+// runs after each exchange has been handed to the engine (for STATUS=). It
+// owns the cloud upstream and can replace it (a reload changed the source,
+// an endpoint or the timeout): new calls go to the new one at once, calls
+// already out finish on the old one, which is destroyed after the last.
 class LoggingUpstream final : public engine::Upstream
 {
 public:
-  LoggingUpstream(asio::io_context& io, engine::Upstream& inner, std::function<void()> on_exchange)
-    : m_io(io), m_inner(inner), m_on_exchange(std::move(on_exchange))
+  LoggingUpstream(asio::io_context& io, std::unique_ptr<engine::Upstream> inner, std::function<void()> on_exchange)
+    : m_io(io), m_current(std::make_unique<Slot>(std::move(inner))), m_on_exchange(std::move(on_exchange))
   {
   }
 
   void set_profiles(std::vector<engine::ProfileSpec> specs) { m_specs = std::move(specs); }
 
-  bool cr_token_per_exchange() const override { return m_inner.cr_token_per_exchange(); }
+  void replace(std::unique_ptr<engine::Upstream> next)
+  {
+    m_retired.push_back(std::exchange(m_current, std::make_unique<Slot>(std::move(next))));
+    release_idle();
+  }
+
+  bool cr_token_per_exchange() const override { return m_current->upstream->cr_token_per_exchange(); }
 
   void fetch_cr_token(engine::UpstreamCallback done) override
   {
-    m_inner.fetch_cr_token([done = std::move(done)](engine::UpstreamResult result) {
+    Slot& slot = *m_current;
+    ++slot.in_flight;
+    slot.upstream->fetch_cr_token([this, &slot, done = std::move(done)](engine::UpstreamResult result) {
       if (result) {
         log::debug("CR token obtained");
       } else {
         log::warn("cannot get a CR token: {}", describe(result.error()));
       }
       done(std::move(result));
+      finished(slot);
     });
   }
 
   void exchange(const engine::ProfileTarget& target, const Secret& cr_token,
                 engine::UpstreamCallback done) override
   {
-    m_inner.exchange(target, cr_token, [this, target, done = std::move(done)](engine::UpstreamResult result) {
+    Slot& slot = *m_current;
+    ++slot.in_flight;
+    auto logged = [this, &slot, target, done = std::move(done)](engine::UpstreamResult result) {
       const std::string name = local_name(target);
       if (result) {
         if (m_have_token.insert(name).second) {
@@ -146,10 +160,40 @@ public:
       }
       done(std::move(result));
       asio::post(m_io, m_on_exchange);
-    });
+      finished(slot);
+    };
+    slot.upstream->exchange(target, cr_token, std::move(logged));
   }
 
 private:
+  // An upstream and its calls still out. The callbacks it holds point at
+  // their slot; a slot outlives its calls, or they die with it unanswered
+  // (destroying an upstream abandons its calls).
+  struct Slot
+  {
+    explicit Slot(std::unique_ptr<engine::Upstream> u) : upstream(std::move(u)) {}
+    std::unique_ptr<engine::Upstream> upstream;
+    std::size_t in_flight = 0;
+  };
+
+  void finished(Slot& slot)
+  {
+    --slot.in_flight;
+    if (slot.in_flight == 0 && &slot != m_current.get()) {
+      // Not from inside the old upstream's own callback: later.
+      asio::post(m_io, [this, life = std::weak_ptr(m_life)] {
+        if (!life.expired()) {
+          release_idle();
+        }
+      });
+    }
+  }
+
+  void release_idle()
+  {
+    std::erase_if(m_retired, [](const std::unique_ptr<Slot>& slot) { return slot->in_flight == 0; });
+  }
+
   // The local name(s) configured for `target`, or its upstream identifier.
   std::string local_name(const engine::ProfileTarget& target) const
   {
@@ -166,10 +210,12 @@ private:
   }
 
   asio::io_context& m_io;
-  engine::Upstream& m_inner;
+  std::unique_ptr<Slot> m_current;
+  std::vector<std::unique_ptr<Slot>> m_retired;
   std::function<void()> m_on_exchange;
   std::vector<engine::ProfileSpec> m_specs;
   std::set<std::string> m_have_token;
+  std::shared_ptr<const bool> m_life = std::make_shared<const bool>(true);
 };
 
 class Daemon
@@ -195,7 +241,6 @@ public:
     m_server.reset();
     m_engine.reset();
     m_logging.reset();
-    m_upstream.reset();
   }
 
   Daemon(const Daemon&) = delete;
@@ -206,13 +251,14 @@ public:
     log::info("iamtokend {} starting: {} profile(s), source {}, exchange {}", k_version,
               m_config.profiles.size(), config::to_string(m_config.source.type),
               config::to_string(m_config.exchange));
+    std::unique_ptr<engine::Upstream> cloud;
     try {
-      m_upstream = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(m_config));
+      cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(m_config));
     } catch (const std::exception& e) {
       log::error("cannot set up the upstream: {}", e.what());
       return k_exit_fatal;
     }
-    m_logging = std::make_unique<LoggingUpstream>(m_io, *m_upstream, [this] { update_status(); });
+    m_logging = std::make_unique<LoggingUpstream>(m_io, std::move(cloud), [this] { update_status(); });
     m_logging->set_profiles(profile_specs(m_config));
     m_engine = std::make_unique<engine::Engine>(engine::Ports{m_clock, m_timers, m_random, *m_logging},
                                                 engine_settings(m_config), profile_specs(m_config));
@@ -384,11 +430,18 @@ private:
       log::warn("configuration: {}", config::to_string(warning));
     }
     config::Config next = std::move(loaded->config);
-    // The upstream keeps in-flight calls of its own: swapping it under the
-    // engine would strand them, so source/exchange/endpoint/timeout changes
-    // take effect at the next restart.
+    // A changed source, exchange, endpoint or timeout gets a new upstream;
+    // calls already out finish on the old one.
+    std::unique_ptr<engine::Upstream> cloud;
     if (!same_upstream(m_config, next)) {
-      log::warn("reload: source, exchange, endpoint or refresh.timeout_s changed: restart iamtokend to apply");
+      try {
+        cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(next));
+      } catch (const std::exception& e) {
+        log::error("reload: cannot set up the upstream: {}", e.what());
+        log::error("reload failed: keeping the previous configuration");
+        notify::ready(m_status_text);
+        return;
+      }
     }
     if (m_config.socket.path != next.socket.path || m_config.socket.mode != next.socket.mode ||
         m_config.socket.group != next.socket.group) {
@@ -403,6 +456,14 @@ private:
       added += known ? 0 : 1;
     }
     const std::size_t removed = m_config.profiles.size() + added - next.profiles.size();
+    if (cloud) {
+      m_logging->replace(std::move(cloud));
+      log::info("reload: upstream settings changed: new calls use source {} and exchange {}",
+                config::to_string(next.source.type), config::to_string(next.exchange));
+      if (!(m_config.source == next.source)) {
+        m_engine->forget_cr_token(); // a CR token of the old source is not used again
+      }
+    }
     m_logging->set_profiles(profile_specs(next));
     m_engine->reconfigure(engine_settings(next), profile_specs(next));
     m_server->reconfigure(next);
@@ -451,7 +512,6 @@ private:
   engine::SystemClock m_clock;
   engine::SystemRandom m_random;
   AsioTimers m_timers;
-  std::unique_ptr<upstream::CloudUpstream> m_upstream;
   std::unique_ptr<LoggingUpstream> m_logging;
   std::unique_ptr<engine::Engine> m_engine;
   std::unique_ptr<server::Server> m_server;

@@ -50,6 +50,7 @@ struct DaemonConfig
   int timeout_s = 10;
   int min_valid_s = 60;
   std::string socket_mode = "0600";
+  std::string upstream_url; // IMDS and IAM endpoint; empty: the fixture's simulator
 };
 
 // Polls `done` every 20 ms until it returns true or `timeout` passes.
@@ -248,8 +249,13 @@ public:
                        R"("iam":{{"endpoint":"{}"}},)"
                        R"("refresh":{{"at_fraction":{},"timeout_s":{},"min_valid_s":{}}},)"
                        R"("profiles":{}}})",
-                       socket_path(), config.socket_mode, m_sim.url(), m_sim.url(), config.at_fraction,
+                       socket_path(), config.socket_mode, upstream(config), upstream(config), config.at_fraction,
                        config.timeout_s, config.min_valid_s, config.profiles);
+  }
+
+  std::string upstream(const DaemonConfig& config) const
+  {
+    return config.upstream_url.empty() ? m_sim.url() : config.upstream_url;
   }
 
   void write_config(const DaemonConfig& config) { write_text(config_json(config)); }

@@ -404,6 +404,56 @@ TEST_CASE("SIGHUP reloads: unchanged profiles keep their tokens, new ones appear
   CHECK(fixture.token("deployer").access_token == deployer.access_token);
 }
 
+TEST_CASE("SIGHUP with new endpoints sends new calls there and keeps the tokens it has", "[daemon][reload]")
+{
+  const std::string auditor_id = "Profile-00000000-0000-4000-8000-000000000003";
+  const std::vector<std::string> sim_args = {"--profile", std::string(k_reader_id) + ":reader", "--profile",
+                                             std::string(k_deployer_id) + ":deployer", "--profile",
+                                             auditor_id + ":auditor"};
+  DaemonFixture fixture(sim_args);
+  SimProcess second(sim_args);
+  DaemonConfig config;
+  fixture.start(config);
+  const auto reader = fixture.token("reader");
+  REQUIRE(reader.is_token());
+
+  config.upstream_url = second.url();
+  config.profiles = fmt::format(R"([{{"name":"reader","profile_id":"{}"}},{{"name":"deployer","profile_name":"deployer"}},)"
+                                R"({{"name":"auditor","profile_id":"{}"}}])",
+                                k_reader_id, auditor_id);
+  fixture.write_config(config);
+  fixture.daemon().signal(SIGHUP);
+  REQUIRE(eventually([&] { return fixture.token("auditor").is_token(); }, 10s));
+  CHECK(fixture.daemon().stderr_text().find("upstream settings changed") != std::string::npos);
+  CHECK(fixture.token("reader").access_token == reader.access_token);
+
+  // The new profile came from the second simulator, over a new CR token
+  // from its IMDS; the first one saw nothing more.
+  const auto first_stats = fixture.sim_stats();
+  const auto second_stats = http("GET", second.url() + "/sim/stats").body;
+  CHECK(json_count(first_stats, auditor_id) == 0);
+  CHECK(json_count(first_stats, "imds_token") == 1);
+  CHECK(json_count(second_stats, auditor_id) == 1);
+  CHECK(json_count(second_stats, "imds_token") == 1);
+  CHECK(json_count(second_stats, k_reader_id) == 0);
+
+  // An endpoint nobody listens on: a new profile's first exchange fails
+  // there (neither simulator is asked), cached tokens are still served.
+  config.upstream_url = "http://127.0.0.1:9";
+  config.timeout_s = 2; // a caller waits for retries due within this
+  config.profiles.back() = ',';
+  config.profiles += R"({"name":"extra","profile_name":"deployer"}])";
+  fixture.write_config(config);
+  fixture.daemon().signal(SIGHUP);
+  REQUIRE(eventually([&] { return fixture.state_of("extra") == "failed"; }, 10s));
+  CHECK(fixture.token("extra").code == "unavailable");
+  CHECK(fixture.token("reader").access_token == reader.access_token);
+  CHECK(fixture.token("auditor").is_token());
+  CHECK(json_count(fixture.sim_stats(), "imds_token") == 1);
+  CHECK(json_count(http("GET", second.url() + "/sim/stats").body, "imds_token") == 1);
+  CHECK(json_count(http("GET", second.url() + "/sim/stats").body, "iam") == 1);
+}
+
 TEST_CASE("SIGTERM stops iamtokend with exit code 0 and removes its socket", "[daemon]")
 {
   DaemonFixture fixture;
