@@ -12,7 +12,7 @@ namespace {
 
 using asio::local::stream_protocol;
 constexpr auto k_use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
-constexpr std::size_t k_max_line = 4096 + 1; // SPEC §4's line limit, '\n' included
+constexpr std::size_t k_max_line = 4096 + 1; // the protocol's line limit, '\n' included
 
 // Answers every request line with `reply` until the peer closes or errs.
 asio::awaitable<void> session(stream_protocol::socket socket, const std::string& reply)

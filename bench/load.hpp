@@ -1,6 +1,6 @@
 #pragma once
 
-// The load generator of the benchmark (SPEC §7): N connections to a Unix
+// The load generator of the benchmark (docs/benchmarks.md): N connections to a Unix
 // socket, each keeping `depth` NDJSON requests in flight, bounded by a request
 // count and a duration; records every request's latency.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite (SPEC §7, docs/benchmarks.md): builds the release binaries,
+# The benchmark suite (docs/benchmarks.md): builds the release binaries,
 # runs every scenario against iamtoken-sim on loopback and Unix sockets, and
 # prints one Markdown table (figure, floor or peer figure, ratio, target, met).
 #
@@ -84,7 +84,7 @@ start_sim() {
   sim_url="http://127.0.0.1:$(cat "$work/$name.port")"
 }
 
-# write_config PATH SOCKET PROFILE_LINES: a daemon config (SPEC §3) for the sim.
+# write_config PATH SOCKET PROFILE_LINES: a daemon config (iamtokend.json(5)) for the sim.
 write_config() {
   cat >"$1" <<EOF
 {

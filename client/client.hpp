@@ -1,6 +1,6 @@
 #pragma once
 
-// iamtoken-get (SPEC §2): command line, one blocking request over the Unix
+// iamtoken-get (iamtoken-get(1)): command line, one blocking request over the Unix
 // socket with a poll()-based deadline, and the output formats. No threads,
 // no Asio, no configuration files.
 
@@ -19,7 +19,7 @@ namespace iamtok::client {
 
 inline constexpr std::string_view k_default_socket = "/run/iamtokend/iamtokend.sock";
 
-// Exit codes (sysexits.h values, SPEC §2).
+// Exit codes (sysexits.h values, iamtoken-get(1)).
 inline constexpr int k_exit_ok = 0;
 inline constexpr int k_exit_usage = 64;       // EX_USAGE
 inline constexpr int k_exit_unreachable = 69; // EX_UNAVAILABLE: socket missing, refused, no permission

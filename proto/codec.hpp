@@ -1,6 +1,6 @@
 #pragma once
 
-// The socket protocol of SPEC §4: request and reply types, the request parser
+// The socket protocol (docs/protocol.md): request and reply types, the request parser
 // the daemon uses, the reply builders, and the reply parsers iamtoken-get (and
 // the tests) use. Pure: no Asio, no I/O. Every builder returns one complete
 // line ending in '\n'; every string in it goes through json::append_quoted.
@@ -19,7 +19,7 @@
 
 namespace iamtok::proto {
 
-// Longest request line, not counting its '\n' (SPEC §4).
+// Longest request line, not counting its '\n' (docs/protocol.md).
 inline constexpr std::size_t k_max_line_bytes = 4096;
 // Largest min_valid_s a request may ask for.
 inline constexpr std::int64_t k_max_min_valid_s = 1800;
@@ -129,7 +129,7 @@ struct Counters
   friend bool operator==(const Counters&, const Counters&) = default;
 };
 
-// The status object of SPEC §4.
+// The status object of docs/protocol.md.
 struct StatusInfo
 {
   std::string version;

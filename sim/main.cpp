@@ -1,4 +1,4 @@
-// iamtoken-sim: local emulator of IBM Cloud IMDS and IAM (UPSTREAM.md §5).
+// iamtoken-sim: local emulator of IBM Cloud IMDS and IAM (docs/simulator.md).
 
 #include "sim/options.hpp"
 #include "sim/server.hpp"

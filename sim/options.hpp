@@ -1,6 +1,6 @@
 #pragma once
 
-// iamtoken-sim's command line (UPSTREAM.md §5), parsed without I/O.
+// iamtoken-sim's command line (docs/simulator.md), parsed without I/O.
 
 #include "sim/simulator.hpp"
 

@@ -1,6 +1,6 @@
 #pragma once
 
-// The emulated services, without I/O (UPSTREAM.md §1-§3, §5): routes a parsed
+// The emulated services, without I/O (docs/upstream.md, docs/simulator.md): routes a parsed
 // request to IMDS (both API generations), IAM's CR-token grant or the control
 // endpoints, checks it as the real service does, mints tokens, applies the
 // injected faults and keeps the counters. The transport (sim/server.hpp)

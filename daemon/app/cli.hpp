@@ -1,6 +1,6 @@
 #pragma once
 
-// The iamtokend command line (SPEC §2): argument parsing, --help, --version,
+// The iamtokend command line (iamtokend(8)): argument parsing, --help, --version,
 // --check-config, and handing a loaded configuration to run_daemon().
 
 #include "daemon/log/log.hpp"
@@ -15,7 +15,7 @@ namespace iamtok::app {
 
 inline constexpr std::string_view k_default_config_path = "/etc/iamtokend/config.json";
 
-// Exit codes of iamtokend (SPEC §2; 64 is EX_USAGE).
+// Exit codes of iamtokend (iamtokend(8); 64 is EX_USAGE).
 inline constexpr int k_exit_ok = 0;
 inline constexpr int k_exit_fatal = 1;
 inline constexpr int k_exit_config = 2;

@@ -32,12 +32,12 @@
 namespace iamtok::app {
 namespace {
 
-// READY=1 is sent at the latest this long after start or a reload (SPEC §6).
+// READY=1 is sent at the latest this long after start or a reload (iamtokend(8), SYSTEMD INTEGRATION).
 constexpr auto k_settle_limit = std::chrono::seconds(10);
 // A graceful stop that has not finished by then ends the loop anyway.
 constexpr auto k_stop_limit = std::chrono::seconds(4);
 
-// Raises the soft RLIMIT_NOFILE to the hard limit (SPEC §6).
+// Raises the soft RLIMIT_NOFILE to the hard limit (iamtokend(8), SYSTEMD INTEGRATION).
 void raise_fd_limit()
 {
   rlimit limit{};

@@ -1,7 +1,7 @@
 #pragma once
 
 // A thin wrapper over sd_notify(3) for the service manager protocol
-// (SPEC §6). Every call is a no-op when NOTIFY_SOCKET is unset.
+// (iamtokend(8)). Every call is a no-op when NOTIFY_SOCKET is unset.
 
 #include <chrono>
 #include <optional>

@@ -1,6 +1,6 @@
 #pragma once
 
-// The daemon's configuration (SPEC §3): the values, their defaults, and a
+// The daemon's configuration (iamtokend.json(5)): the values, their defaults, and a
 // loader that validates a JSON document and reports every problem at once,
 // each with its JSON path. Pure apart from reading the file and resolving
 // user and group names through an injectable NameResolver.
@@ -97,7 +97,7 @@ struct ImdsConfig
 {
   // http:// or https://, no trailing slash.
   std::string endpoint = "http://169.254.169.254";
-  std::string version = "2025-08-26"; // or "2022-03-01" (UPSTREAM §1)
+  std::string version = "2025-08-26"; // or "2022-03-01" (docs/upstream.md)
   std::chrono::seconds token_lifetime{300}; // expires_in asked for, 5-3600 s
   friend bool operator==(const ImdsConfig&, const ImdsConfig&) = default;
 };
@@ -171,7 +171,7 @@ load_config(const std::string& path, const NameResolver& resolver = system_resol
 std::string summary_line(const Profile& profile);
 std::vector<std::string> summary_lines(const Config& config);
 
-// The projected service-account token paths IBM's SDKs try, in order (UPSTREAM §4).
+// The projected service-account token paths IBM's SDKs try, in order (docs/upstream.md).
 std::span<const std::string_view> default_cr_token_paths();
 
 // `file.path` if set, else the first of default_cr_token_paths() that exists;

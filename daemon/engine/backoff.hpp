@@ -1,6 +1,6 @@
 #pragma once
 
-// The two delays the engine schedules (SPEC §5): when to refresh a token
+// The two delays the engine schedules (iamtokend(8), DESCRIPTION): when to refresh a token
 // ahead of its expiry, and when to retry after a failed attempt.
 
 #include "daemon/engine/ports.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 
-// The token engine (SPEC §5): per-profile cache, refresh ahead with jitter,
+// The token engine (iamtokend(8), DESCRIPTION): per-profile cache, refresh ahead with jitter,
 // single flight, backoff, one shared CR token. Plain logic on injected ports
 // (ports.hpp); single-threaded: every call and callback on one thread.
 

@@ -1,6 +1,6 @@
 #pragma once
 
-// The mapping from a parsed request to its reply line (SPEC §4), apart from
+// The mapping from a parsed request to its reply line (docs/protocol.md), apart from
 // the socket transport (as Kea's command manager): authorization, token
 // requests through the engine, status, ping, and the watch subscription.
 // Single-threaded like the engine; no Asio.

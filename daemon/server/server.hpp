@@ -1,6 +1,6 @@
 #pragma once
 
-// The Unix socket front end (SPEC §4): accepts connections, reads NDJSON
+// The Unix socket front end (docs/protocol.md): accepts connections, reads NDJSON
 // request lines with limits and timeouts, authorizes callers by SO_PEERCRED /
 // SO_PEERGROUPS, and answers through the engine. Transport only: the mapping
 // from a request to a reply lives in dispatch.hpp.

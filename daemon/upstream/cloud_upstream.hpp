@@ -2,7 +2,7 @@
 
 // The engine's Upstream on IBM Cloud: the CR token from IMDS or from a
 // projected token file, exchanged for access tokens at IAM or at IMDS
-// (UPSTREAM.md §1-§4). Requests run as coroutines on the io_context.
+// (docs/upstream.md). Requests run as coroutines on the io_context.
 
 #include "daemon/engine/ports.hpp"
 #include "daemon/upstream/http_client.hpp"

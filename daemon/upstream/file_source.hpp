@@ -1,6 +1,6 @@
 #pragma once
 
-// The pod CR-token source (UPSTREAM.md §4): a projected service-account
+// The pod CR-token source (docs/upstream.md): a projected service-account
 // token file that kubelet rotates in place, so it is read anew every time.
 
 #include "daemon/engine/ports.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 
-// Parsers for what IMDS and IAM answer (UPSTREAM.md §1-§3): token replies,
+// Parsers for what IMDS and IAM answer (docs/upstream.md): token replies,
 // error bodies mapped to engine::UpstreamError, and Retry-After. Pure: no
 // Asio, no curl, no clock (the caller passes the time), so they can be fuzzed.
 // No message made here ever holds a token or a reply body.

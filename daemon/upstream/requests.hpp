@@ -1,6 +1,6 @@
 #pragma once
 
-// The bodies and paths of the requests iamtokend sends (UPSTREAM.md §1-§3),
+// The bodies and paths of the requests iamtokend sends (docs/upstream.md),
 // byte for byte. Pure: no Asio, no curl.
 
 #include "daemon/engine/ports.hpp"

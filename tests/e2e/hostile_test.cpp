@@ -1,4 +1,4 @@
-// Hostile local clients against the real iamtokend and iamtoken-sim (SPEC §4
+// Hostile local clients against the real iamtokend and iamtoken-sim (docs/protocol.md
 // limits, docs/security.md): oversized and endless lines, slowloris, a
 // pipelining client that never reads, connection floods, half-closed sockets,
 // garbage, deep nesting, huge numbers, duplicate keys. Throughout, a
@@ -393,7 +393,7 @@ TEST_CASE("A slowloris client dripping a partial line is closed after the partia
   REQUIRE(slow.send_all("{\"op\":\"ping\",\"pad\":\""));
   int served = 0;
   auto next_good = start;
-  // One byte every 500 ms never completes the line: SPEC §4 closes a
+  // One byte every 500 ms never completes the line: the protocol closes a
   // connection holding a partial line for 10 s, however it trickles.
   while (Clock::now() - start < 13s && !slow.eof()) {
     if (!slow.send_all("a", 100ms)) {

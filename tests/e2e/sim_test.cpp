@@ -138,7 +138,7 @@ private:
   std::string m_body;
 };
 
-// The requests IBM's SDKs send (UPSTREAM.md §1-§3).
+// The requests IBM's SDKs send (docs/upstream.md).
 Call imds_token_call(const SimProcess& sim, std::string_view path = "/identity/v1/token",
                      std::string_view version = "2025-08-26")
 {

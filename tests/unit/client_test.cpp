@@ -37,7 +37,7 @@ std::string words_of_line(const std::string& text, const std::string& first)
 
 } // namespace
 
-TEST_CASE("the client's command line follows SPEC section 2", "[client]")
+TEST_CASE("the client's command line follows iamtoken-get(1)", "[client]")
 {
   const auto plain = parse({"-p", "reader"});
   REQUIRE(plain);

@@ -84,7 +84,7 @@ std::string problem(const std::string& json)
 
 } // namespace
 
-TEST_CASE("a config with only profiles gets every default of SPEC §3")
+TEST_CASE("a config with only profiles gets every documented default")
 {
   const auto config = valid(R"({"profiles": [{"name": "reader", "profile_id": "Profile-1"}]})");
   CHECK(config.socket.path == "/run/iamtokend/iamtokend.sock");
@@ -110,7 +110,7 @@ TEST_CASE("a config with only profiles gets every default of SPEC §3")
   CHECK(config == defaults);
 }
 
-TEST_CASE("every value of the SPEC example is read")
+TEST_CASE("every value of the documented full example is read")
 {
   const auto config = valid(R"({
     "socket":  { "path": "/run/x/x.sock", "mode": "0600", "group": "iamtoken", "max_connections": 50 },

@@ -1,5 +1,5 @@
-// The token engine (daemon/engine) in simulated time: SPEC §5 and the
-// min_valid/unavailable rules of SPEC §4.
+// The token engine (daemon/engine) in simulated time: the token lifecycle of iamtokend(8) DESCRIPTION and the
+// min_valid/unavailable rules of docs/protocol.md.
 
 #include "daemon/engine/backoff.hpp"
 #include "daemon/engine/engine.hpp"

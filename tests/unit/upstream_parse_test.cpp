@@ -1,5 +1,5 @@
 // The pure half of daemon/upstream: reply and error parsers, Retry-After,
-// request bodies and the CR-token file (UPSTREAM.md §1-§4).
+// request bodies and the CR-token file (docs/upstream.md).
 
 #include "daemon/upstream/file_source.hpp"
 #include "daemon/upstream/replies.hpp"
