@@ -1,34 +1,15 @@
 #include "sim/http.hpp"
 
+#include "util/strings.hpp"
+
 #include <fmt/format.h>
 #include <http_parser.h>
 
-#include <algorithm>
-#include <cctype>
 
 namespace iamtok::sim {
 
-namespace {
-
-bool iequals(std::string_view a, std::string_view b)
-{
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-std::string_view trim(std::string_view s)
-{
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-} // namespace
+using util::iequals;
+using util::trim;
 
 const std::string* Request::header(std::string_view name) const
 {
@@ -91,9 +72,7 @@ std::string media_type(std::string_view content_type)
 {
   const auto semicolon = content_type.find(';');
   const auto type = trim(content_type.substr(0, semicolon));
-  std::string out(type);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
+  return util::to_lower(type);
 }
 
 // http-parser's C callbacks: each finds its reader through parser->data. A

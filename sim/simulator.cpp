@@ -3,6 +3,7 @@
 #include "proto/json.hpp"
 #include "sim/form.hpp"
 #include "sim/jwt.hpp"
+#include "util/strings.hpp"
 
 #include <fmt/format.h>
 
@@ -114,13 +115,6 @@ std::string echo(std::string_view value)
     out.push_back(c >= 0x20 && c < 0x7F ? c : '?');
   }
   return out;
-}
-
-bool iequals(std::string_view a, std::string_view b)
-{
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
 }
 
 struct ErrorTarget
@@ -549,7 +543,7 @@ Response Simulator::handle_imds_iam_token(const Request& request, Context& ctx)
     return std::move(*error);
   }
   const auto* authorization = request.header("Authorization");
-  if (authorization == nullptr || authorization->size() <= 7 || !iequals(authorization->substr(0, 7), "Bearer ")) {
+  if (authorization == nullptr || authorization->size() <= 7 || !util::istarts_with(*authorization, "Bearer ")) {
     return ctx.imds_error(401, "unauthenticated",
                           "The request needs an `Authorization: Bearer` header with an instance identity token.",
                           ErrorTarget{"Authorization", "header", std::nullopt});

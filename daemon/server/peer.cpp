@@ -1,11 +1,12 @@
 #include "daemon/server/peer.hpp"
 
+#include "util/error.hpp"
+
 #include <fmt/format.h>
 
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <cstring>
 
 namespace iamtok::server {
 
@@ -14,7 +15,7 @@ tl::expected<Caller, std::string> peer_credentials(int fd)
   struct ucred cred = {};
   socklen_t length = sizeof(cred);
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) {
-    return tl::unexpected(fmt::format("SO_PEERCRED: {}", std::strerror(errno)));
+    return tl::unexpected(fmt::format("SO_PEERCRED: {}", util::errno_text(errno)));
   }
   Caller caller;
   caller.uid = cred.uid;
