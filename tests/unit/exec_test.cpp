@@ -186,3 +186,13 @@ TEST_CASE("exec's help names every option and the default --min-valid", "[client
   }
   CHECK(help.find("default 600") != std::string::npos);
 }
+
+TEST_CASE("iamtoken-get --help covers exec and says when it is not the tool", "[client][exec]")
+{
+  const auto help = help_text();
+  for (const auto* word : {"iamtoken-get exec --profile NAME", "--env VAR", "--sdk-env SERVICE", "-- COMMAND",
+                           "IC_IAM_TOKEN", "SERVICE_AUTH_TYPE=bearerToken", "watch", "600"}) {
+    INFO(word);
+    CHECK(help.find(word) != std::string::npos);
+  }
+}
