@@ -23,46 +23,6 @@ constexpr std::size_t k_max_reply_bytes = 1U << 20U;
 
 using Clock = std::chrono::steady_clock;
 
-std::optional<std::int64_t> parse_integer(std::string_view text)
-{
-  std::int64_t value = 0;
-  const auto* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end) {
-    return std::nullopt;
-  }
-  return value;
-}
-
-// A positive number of seconds with up to three decimals ("15", "0.5").
-std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text)
-{
-  const auto dot = text.find('.');
-  const auto whole = parse_integer(text.substr(0, dot));
-  if (!whole || *whole < 0 || *whole > 86'400) {
-    return std::nullopt;
-  }
-  std::int64_t millis = *whole * 1000;
-  if (dot != std::string_view::npos) {
-    const auto fraction = text.substr(dot + 1);
-    if (fraction.empty() || fraction.size() > 3) {
-      return std::nullopt;
-    }
-    std::int64_t scale = 100;
-    for (const char c : fraction) {
-      if (c < '0' || c > '9') {
-        return std::nullopt;
-      }
-      millis += (c - '0') * scale;
-      scale /= 10;
-    }
-  }
-  if (millis <= 0) {
-    return std::nullopt;
-  }
-  return std::chrono::milliseconds(millis);
-}
-
 std::optional<Format> parse_format(std::string_view text)
 {
   if (text == "raw") {
@@ -155,58 +115,19 @@ std::string duration_text(std::int64_t seconds)
   return fmt::format("{}d {}h", seconds / 86'400, seconds % 86'400 / 3600);
 }
 
-// Writes all of `text` to stdout. False if stdout is closed or broken.
-bool write_stdout(std::string_view text)
-{
-  while (!text.empty()) {
-    const auto written = ::write(STDOUT_FILENO, text.data(), text.size());
-    if (written < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return false;
-    }
-    text.remove_prefix(static_cast<std::size_t>(written));
-  }
-  return true;
-}
-
 int report(const Options& options, const Failure& failure)
 {
   if (!options.quiet) {
-    // One line: never a newline from the daemon's message.
-    std::string line = fmt::format("iamtoken-get: {}: {}", failure.code, failure.message);
-    for (char& c : line) {
-      if (c == '\n' || c == '\r') {
-        c = ' ';
-      }
-    }
-    line += '\n';
-    [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, line.data(), line.size());
+    print_failure("iamtoken-get", failure);
   }
   return failure.exit_code;
 }
 
 int run_token(const Options& options)
 {
-  proto::Request request;
-  request.op = proto::Op::token;
-  request.profile = options.profile;
-  request.min_valid_s = options.min_valid_s;
-  auto line = request_line(options.socket_path, proto::format_request(request), options.timeout);
-  if (!line) {
-    return report(options, line.error());
-  }
-  const auto reply = proto::parse_reply(*line);
-  wipe_string(*line);
+  const auto reply = fetch_token(options.socket_path, options.profile, options.min_valid_s, options.timeout);
   if (!reply) {
-    return report(options, {k_exit_software, "protocol", "unreadable reply from iamtokend: " + reply.error()});
-  }
-  if (!reply->ok) {
-    return report(options, failure_of(*reply));
-  }
-  if (!reply->is_token()) {
-    return report(options, {k_exit_software, "protocol", "the reply holds no token"});
+    return report(options, reply.error());
   }
   std::string output = token_output(*reply, options.format);
   const bool written = write_stdout(output);
@@ -243,6 +164,102 @@ int run_status(const Options& options)
 }
 
 } // namespace
+
+std::optional<std::int64_t> parse_integer(std::string_view text)
+{
+  std::int64_t value = 0;
+  const auto* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// A positive number of seconds with up to three decimals ("15", "0.5").
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text)
+{
+  const auto dot = text.find('.');
+  const auto whole = parse_integer(text.substr(0, dot));
+  if (!whole || *whole < 0 || *whole > 86'400) {
+    return std::nullopt;
+  }
+  std::int64_t millis = *whole * 1000;
+  if (dot != std::string_view::npos) {
+    const auto fraction = text.substr(dot + 1);
+    if (fraction.empty() || fraction.size() > 3) {
+      return std::nullopt;
+    }
+    std::int64_t scale = 100;
+    for (const char c : fraction) {
+      if (c < '0' || c > '9') {
+        return std::nullopt;
+      }
+      millis += (c - '0') * scale;
+      scale /= 10;
+    }
+  }
+  if (millis <= 0) {
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds(millis);
+}
+
+// Writes all of `text` to stdout. False if stdout is closed or broken.
+bool write_stdout(std::string_view text)
+{
+  while (!text.empty()) {
+    const auto written = ::write(STDOUT_FILENO, text.data(), text.size());
+    if (written < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return false;
+    }
+    text.remove_prefix(static_cast<std::size_t>(written));
+  }
+  return true;
+}
+
+tl::expected<proto::Reply, Failure> fetch_token(const std::string& socket_path, const std::string& profile,
+                                                std::optional<std::int64_t> min_valid_s,
+                                                std::chrono::milliseconds timeout)
+{
+  proto::Request request;
+  request.op = proto::Op::token;
+  request.profile = profile;
+  request.min_valid_s = min_valid_s;
+  auto line = request_line(socket_path, proto::format_request(request), timeout);
+  if (!line) {
+    return tl::make_unexpected(line.error());
+  }
+  auto reply = proto::parse_reply(*line);
+  wipe_string(*line);
+  if (!reply) {
+    return tl::make_unexpected(
+      Failure{k_exit_software, "protocol", "unreadable reply from iamtokend: " + reply.error()});
+  }
+  if (!reply->ok) {
+    return tl::make_unexpected(failure_of(*reply));
+  }
+  if (!reply->is_token()) {
+    return tl::make_unexpected(Failure{k_exit_software, "protocol", "the reply holds no token"});
+  }
+  return std::move(*reply);
+}
+
+void print_failure(std::string_view program, const Failure& failure)
+{
+  // One line: never a newline from the daemon's message.
+  std::string line = fmt::format("{}: {}: {}", program, failure.code, failure.message);
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') {
+      c = ' ';
+    }
+  }
+  line += '\n';
+  [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, line.data(), line.size());
+}
 
 tl::expected<Options, std::string> parse_args(std::span<const char* const> args, const char* env_socket)
 {
@@ -362,6 +379,8 @@ std::string help_text()
   return "Usage: iamtoken-get --profile NAME [--format raw|json|header|env] [--min-valid SECONDS]\n"
          "                    [--socket PATH] [--timeout SECONDS] [--quiet]\n"
          "       iamtoken-get --status [--format json] [--socket PATH]\n"
+         "       iamtoken-get exec --profile NAME [--min-valid SECONDS] [--env VAR]...\n"
+         "                    [--sdk-env SERVICE]... -- COMMAND [ARG...]\n"
          "       iamtoken-get --version | --help\n"
          "\n"
          "Prints an IBM Cloud IAM access token of a trusted profile, as served by iamtokend.\n"
@@ -377,6 +396,14 @@ std::string help_text()
          "      --quiet            no error line on stderr (the exit code still tells)\n"
          "      --status           the daemon's state and each profile's, as a table\n"
          "      --version, --help\n"
+         "\n"
+         "exec runs COMMAND in place of iamtoken-get (same process) with the token in\n"
+         "IAM_ACCESS_TOKEN (expiry in IAM_TOKEN_EXPIRES_AT), in each --env VAR (e.g.\n"
+         "IC_IAM_TOKEN for Terraform) and, per --sdk-env SERVICE, in the IBM SDK variables\n"
+         "SERVICE_AUTH_TYPE=bearerToken and SERVICE_BEARER_TOKEN; --min-valid defaults to\n"
+         "600 there. No token: COMMAND is not run. The token is not renewed inside\n"
+         "COMMAND: a process that outlives it should call iamtoken-get again or use the\n"
+         "socket's watch op. More: iamtoken-get exec --help.\n"
          "\n"
          "Exit codes: 0 ok, 64 usage, 69 daemon not reachable, 70 other error,\n"
          "75 temporarily unavailable (unavailable, busy, timeout), 77 forbidden,\n"

@@ -80,6 +80,27 @@ std::string token_output(const proto::Reply& reply, Format format);
 // `now` is the current Unix time, for "expires in" and "refresh in".
 std::string status_table(const proto::StatusInfo& status, std::int64_t now);
 
+// An integer in decimal with nothing around it; nullopt otherwise.
+std::optional<std::int64_t> parse_integer(std::string_view text);
+
+// A positive number of seconds, at most a day, with up to three decimals
+// ("15", "0.5"); nullopt otherwise.
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text);
+
+// Writes all of `text` to stdout. False if stdout is closed or broken.
+bool write_stdout(std::string_view text);
+
+// Writes "<program>: <code>: <message>" as one line to stderr (line ends in
+// the message become spaces).
+void print_failure(std::string_view program, const Failure& failure);
+
+// One token request: the token reply, or the Failure (exit code, code and
+// message) when the daemon cannot be reached, answers an error or answers
+// something that is not a token reply. The reply holds the token.
+tl::expected<proto::Reply, Failure> fetch_token(const std::string& socket_path, const std::string& profile,
+                                                std::optional<std::int64_t> min_valid_s,
+                                                std::chrono::milliseconds timeout);
+
 // Carries out `options`: prints to stdout on success, one error line on
 // stderr (unless quiet) on failure. Returns the exit code.
 int run(const Options& options);

@@ -51,6 +51,11 @@ if(TARGET iamtoken-get)
   install(TARGETS iamtoken-get RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
           COMPONENT ${iamtok_component})
 endif()
+# Docker finds a credential helper as docker-credential-<name> on PATH.
+if(TARGET docker-credential-iamtoken)
+  install(TARGETS docker-credential-iamtoken RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
+          COMPONENT ${iamtok_component})
+endif()
 if(TARGET iamtoken-sim)
   install(TARGETS iamtoken-sim RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
           COMPONENT sim EXCLUDE_FROM_ALL)
@@ -96,7 +101,7 @@ endif()
 # --- man pages, gzipped (gzip -n: reproducible) when gzip is available.
 find_program(IAMTOK_GZIP gzip)
 file(MAKE_DIRECTORY "${iamtok_gen}/man")
-foreach(page iamtoken-get.1 iamtokend.json.5 iamtokend.8)
+foreach(page iamtoken-get.1 docker-credential-iamtoken.1 iamtokend.json.5 iamtokend.8)
   set(src "${PROJECT_SOURCE_DIR}/docs/man/${page}")
   if(NOT EXISTS "${src}")
     continue()
@@ -129,7 +134,7 @@ endif()
 
 # --- the layout, for tests/e2e/packaging_test.sh (shell syntax)
 set(iamtok_binaries "")
-foreach(binary iamtokend iamtoken-get)
+foreach(binary iamtokend iamtoken-get docker-credential-iamtoken)
   if(TARGET ${binary})
     string(APPEND iamtok_binaries " ${binary}")
   endif()
@@ -182,7 +187,8 @@ identity token from the metadata service, or a pod's projected service-account
 token), exchanges it at IBM Cloud IAM for access tokens of the configured
 trusted profiles, keeps them fresh, and hands them to local programs over a
 Unix socket, authorizing each caller per profile by its uid and groups.
-iamtoken-get is the command-line client.")
+iamtoken-get is the command-line client; docker-credential-iamtoken lets
+docker pull from IBM Cloud Container Registry with those tokens.")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${iamtok_deb_control_extra}")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)

@@ -53,6 +53,15 @@ for binary in $binaries; do
   if [ -x "$stage$bindir/$binary" ]; then pass "installed $bindir/$binary"; else fail "missing $bindir/$binary"; fi
 done
 [ -e "$stage$bindir/iamtoken-sim" ] && fail "iamtoken-sim is installed by default"
+# The installed credential helper runs from where Docker finds it.
+helper="$stage$bindir/docker-credential-iamtoken"
+if [ -x "$helper" ]; then
+  if [ "$("$helper" list </dev/null 2>&1)" = "{}" ]; then
+    pass "installed docker-credential-iamtoken answers list"
+  else
+    fail "installed docker-credential-iamtoken does not answer list with {}"
+  fi
+fi
 expect_file "$unitdir/iamtokend.service"
 expect_file "$unitdir/iamtokend.socket"
 expect_file "$sysusersdir/iamtokend.conf"
@@ -72,7 +81,7 @@ if [ -f "$source_dir/examples/config.json" ]; then
 fi
 man_suffix=""
 [ -n "$man_gzipped" ] && man_suffix=".gz"
-man_pages="man1/iamtoken-get.1 man5/iamtokend.json.5 man8/iamtokend.8"
+man_pages="man1/iamtoken-get.1 man1/docker-credential-iamtoken.1 man5/iamtokend.json.5 man8/iamtokend.8"
 for page in $man_pages; do
   expect_file "$mandir/$page$man_suffix"
 done
