@@ -38,11 +38,7 @@ std::optional<element> find(object obj, std::string_view key)
   return value;
 }
 
-struct WipeOnExit
-{
-  simdjson::dom::parser& parser;
-  ~WipeOnExit() { json::wipe_strings(parser); }
-};
+using json::WipeOnExit;
 
 // ---- output --------------------------------------------------------------
 

@@ -41,6 +41,17 @@ parse_document(simdjson::dom::parser& parser, std::string_view text);
 // secret such as an access token.
 void wipe_strings(simdjson::dom::parser& parser) noexcept;
 
+// Calls wipe_strings(parser) when it goes out of scope: declare one right
+// after a parser that will parse a document holding a secret.
+struct WipeOnExit
+{
+  explicit WipeOnExit(simdjson::dom::parser& p) noexcept : parser(p) {}
+  simdjson::dom::parser& parser;
+  WipeOnExit(const WipeOnExit&) = delete;
+  WipeOnExit& operator=(const WipeOnExit&) = delete;
+  ~WipeOnExit() { wipe_strings(parser); }
+};
+
 // The JSON path of the first duplicate key in `element` (document order), or
 // nullopt if there is none. Paths look like "profiles[2].name"; a key that is
 // not 1-64 characters of [A-Za-z0-9_-] is shown as "<key>" so no input value

@@ -39,6 +39,11 @@ std::string_view reason_phrase(int status)
   case 415: return "Unsupported Media Type";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
   case 502: return "Bad Gateway";

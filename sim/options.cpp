@@ -203,8 +203,9 @@ Options:
   --profile ID[:NAME[:CRN]] a trusted profile linked to the instance (repeatable;
                             split on the first two colons; default CRN derived
                             from ID). Replaces the demo profiles.
-  --default-profile ID|NAME the profile IMDS uses when iam_token names none
-                            (default: none, such requests fail)
+  --default-profile ID|NAME the instance's default trusted profile: the one
+                            IMDS uses when an iam_token request names none
+                            (default: none; such requests get 400 missing_field)
   --iam-lifetime SECONDS    access-token lifetime (default 3600)
   --latency-ms N            delay every IMDS/IAM reply by N ms (default 0)
   --seed N                  seed for token ids and request ids (default random)
@@ -221,6 +222,16 @@ Demo profiles (when no --profile is given):
 Endpoints: PUT /identity/v1/token, POST /identity/v1/iam_tokens (and the
 2022-03-01 /instance_identity/v1/... paths), POST /identity/token (IAM),
 POST/DELETE /sim/faults, GET /sim/stats, POST /sim/reset. See docs/simulator.md.
+
+Like the real services: IMDS takes a JSON body whatever its Content-Type,
+answers a version before 2022-03-01 with invalid_version_range, and sends the
+request id as X-Request-Id; IAM sends it as Transaction-Id and explains
+errors in errorDetails.
+
+Fault modes (POST /sim/faults {{"target":...,"mode":...}}): status, hang, reset,
+garbage (a 200 that is not JSON), slow (delay_ms), redirect (a 3xx with
+"location"), html (an HTML error page, default 502), short_jwt (a token whose
+JWT exp - iat is "jwt_lifetime_s", default 5, shorter than expires_in says).
 )",
     defaults[0].id, defaults[0].name, defaults[0].crn, defaults[1].id, defaults[1].name, defaults[1].crn);
 }

@@ -24,9 +24,10 @@ constexpr std::string_view k_old_iam_token_path = "/instance_identity/v1/iam_tok
 constexpr std::string_view k_new_iam_token_path = "/identity/v1/iam_tokens";
 constexpr std::string_view k_iam_path = "/identity/token";
 
-// IMDS API versions: a date from the oldest version an IBM SDK sends up to
-// today; from k_new_api_version on, the /instance_identity paths are gone.
-constexpr std::string_view k_min_api_version = "2021-09-20";
+// IMDS API versions: a date from the first identity API version up to today
+// (earlier dates get invalid_version_range); from k_new_api_version on, the
+// /instance_identity paths are gone.
+constexpr std::string_view k_min_api_version = "2022-03-01";
 constexpr std::string_view k_new_api_version = "2025-08-26";
 
 constexpr std::string_view k_cr_token_grant = "urn:ibm:params:oauth:grant-type:cr-token";
@@ -327,9 +328,14 @@ Secret Simulator::mint_access_token(const Profile& profile, std::int64_t iat, st
   json::append_quoted(payload, grant);
   payload += ",\"scope\":\"ibm openid\",\"client_id\":\"default\",\"jti\":";
   json::append_quoted(payload, uuid());
-  payload += fmt::format(",\"iat\":{},\"exp\":{}}}", iat, iat + m_config.iam_lifetime.count());
+  payload += fmt::format(",\"iat\":{},\"exp\":{}}}", iat, iat + jwt_lifetime(m_config.iam_lifetime.count()));
   ++m_stats.by_profile[profile.id];
   return mint_token(TokenKind::access, payload);
+}
+
+std::int64_t Simulator::jwt_lifetime(std::int64_t lifetime) const
+{
+  return m_short_jwt ? std::min<std::int64_t>(lifetime, m_short_jwt->count()) : lifetime;
 }
 
 std::optional<FaultRule> Simulator::take_fault(Target target)
@@ -376,14 +382,15 @@ Action Simulator::handle(const Request& request)
 
   Action action;
   action.delay = m_config.latency;
-  if (const auto fault = take_fault(*target)) {
+  const auto fault = take_fault(*target);
+  if (fault) {
     switch (fault->mode) {
     case FaultMode::status:
       action.response = fault_response(*target, fault->status, ctx);
       if (fault->retry_after_s) {
         action.response.headers.push_back({"Retry-After", std::to_string(*fault->retry_after_s)});
       }
-      return action;
+      break;
     case FaultMode::hang:
       action.kind = Action::Kind::hang;
       return action;
@@ -393,16 +400,44 @@ Action Simulator::handle(const Request& request)
     case FaultMode::garbage:
       action.response.content_type = "text/html";
       action.response.body = "<html><body><h1>iamtoken-sim</h1>this is not JSON</body></html>\n";
-      return action;
+      break;
+    case FaultMode::redirect:
+      action.response.status = fault->status;
+      action.response.content_type = "text/html";
+      action.response.body = "<html><body>Moved</body></html>\n";
+      action.response.headers.push_back({"Location", fault->location});
+      break;
+    case FaultMode::html:
+      action.response.status = fault->status;
+      action.response.content_type = "text/html";
+      action.response.body = fmt::format("<html><head><title>{} {}</title></head><body><h1>{}</h1>"
+                                         "<p>iamtoken-sim: an error page that is not JSON</p></body></html>\n",
+                                         fault->status, reason_phrase(fault->status), reason_phrase(fault->status));
+      break;
     case FaultMode::slow:
       action.delay += fault->delay;
       break;
+    case FaultMode::short_jwt:
+      m_short_jwt = fault->jwt_lifetime;
+      break;
     }
   }
-  switch (*target) {
-  case Target::imds_token: action.response = handle_imds_token(request, ctx); break;
-  case Target::imds_iam_token: action.response = handle_imds_iam_token(request, ctx); break;
-  case Target::iam: action.response = handle_iam(request, ctx); break;
+  const bool answered = fault && fault->mode != FaultMode::slow && fault->mode != FaultMode::short_jwt;
+  if (!answered) {
+    switch (*target) {
+    case Target::imds_token: action.response = handle_imds_token(request, ctx); break;
+    case Target::imds_iam_token: action.response = handle_imds_iam_token(request, ctx); break;
+    case Target::iam: action.response = handle_iam(request, ctx); break;
+    }
+    m_short_jwt.reset();
+  }
+  // Every reply carries the request id in a header, as the services do:
+  // X-Request-Id (= the body's trace) at IMDS, Transaction-Id at IAM.
+  const std::string_view id_header = *target == Target::iam ? "Transaction-Id" : "X-Request-Id";
+  const bool has_id = std::any_of(action.response.headers.begin(), action.response.headers.end(),
+                                  [&](const Header& h) { return iequals(h.name, id_header); });
+  if (!has_id) {
+    action.response.headers.push_back({std::string(id_header), ctx.trace});
   }
   return action;
 }
@@ -423,7 +458,12 @@ std::optional<Response> Simulator::check_imds(const Request& request, Context& c
     return ctx.imds_error(400, "missing_field", "The `version` query parameter is required.",
                           ErrorTarget{"version", "parameter", std::nullopt});
   }
-  if (!is_date(*version) || *version < k_min_api_version || *version > today(ctx.start)) {
+  if (is_date(*version) && *version < k_min_api_version) {
+    return ctx.imds_error(400, "invalid_version_range",
+                          fmt::format("The `version` value cannot be before `{}`.", k_min_api_version),
+                          ErrorTarget{"version", "parameter", echo(*version)});
+  }
+  if (!is_date(*version) || *version > today(ctx.start)) {
     return ctx.imds_error(400, "invalid_value",
                           fmt::format("The `version` query parameter must be a date from `{}` to today.",
                                       k_min_api_version),
@@ -445,26 +485,13 @@ std::optional<Response> Simulator::check_imds(const Request& request, Context& c
   return std::nullopt;
 }
 
-namespace {
-
-// True if the request says its body is JSON (any parameters allowed).
-bool is_json_body(const Request& request)
-{
-  const auto* content_type = request.header("Content-Type");
-  return content_type != nullptr && media_type(*content_type) == "application/json";
-}
-
-} // namespace
-
 Response Simulator::handle_imds_token(const Request& request, Context& ctx)
 {
   if (auto error = check_imds(request, ctx, "PUT", true)) {
     return std::move(*error);
   }
-  if (!request.body.empty() && !is_json_body(request)) {
-    return ctx.imds_error(400, "invalid_request", "The request body must be `application/json`.",
-                          ErrorTarget{"Content-Type", "header", std::nullopt});
-  }
+  // Like IMDS, a JSON body is accepted whatever its Content-Type says (IBM's
+  // own curl examples send -d '{}', curl's form content type).
 
   std::int64_t lifetime = k_default_identity_lifetime;
   std::optional<std::string> nonce;
@@ -522,7 +549,7 @@ Response Simulator::handle_imds_token(const Request& request, Context& ctx)
     payload += ",\"nonce\":";
     json::append_quoted(payload, *nonce);
   }
-  payload += fmt::format(",\"iat\":{},\"exp\":{}}}", iat, iat + lifetime);
+  payload += fmt::format(",\"iat\":{},\"exp\":{}}}", iat, iat + jwt_lifetime(lifetime));
   const Secret token = mint_token(TokenKind::identity, payload);
 
   std::string body = "{\"access_token\":";
@@ -554,11 +581,6 @@ Response Simulator::handle_imds_iam_token(const Request& request, Context& ctx)
                           fmt::format("The instance identity token is not valid: {}.", to_string(claims.error())),
                           ErrorTarget{"Authorization", "header", std::nullopt});
   }
-  if (!request.body.empty() && !is_json_body(request)) {
-    return ctx.imds_error(400, "invalid_request", "The request body must be `application/json`.",
-                          ErrorTarget{"Content-Type", "header", std::nullopt});
-  }
-
   const Profile* profile = nullptr;
   bool named = false;
   if (!request.body.empty()) {
@@ -601,8 +623,8 @@ Response Simulator::handle_imds_iam_token(const Request& request, Context& ctx)
       profile = find_profile("id", *m_config.default_profile_id);
     }
     if (profile == nullptr) {
-      return ctx.imds_error(400, "profile_not_linked",
-                            "No default trusted profile is linked to this instance: name one in `trusted_profile`.",
+      return ctx.imds_error(400, "missing_field",
+                            "The `trusted_profile` field is required: this instance has no default trusted profile.",
                             ErrorTarget{"trusted_profile", "field", std::nullopt});
     }
   }
@@ -729,6 +751,9 @@ std::optional<FaultMode> parse_mode(std::string_view s)
   if (s == "reset") return FaultMode::reset;
   if (s == "garbage") return FaultMode::garbage;
   if (s == "slow") return FaultMode::slow;
+  if (s == "redirect") return FaultMode::redirect;
+  if (s == "html") return FaultMode::html;
+  if (s == "short_jwt") return FaultMode::short_jwt;
   return std::nullopt;
 }
 
@@ -795,6 +820,7 @@ Action Simulator::handle_control(const Request& request)
   bool have_target = false;
   std::optional<FaultMode> mode;
   FaultRule rule;
+  bool status_given = false;
   for (const auto field : object) {
     std::string_view text;
     if (field.key == "target") {
@@ -804,14 +830,27 @@ Action Simulator::handle_control(const Request& request)
       have_target = true;
     } else if (field.key == "mode") {
       if (field.value.get(text) != simdjson::SUCCESS || !(mode = parse_mode(text))) {
-        return respond(control_error(400, "mode: one of status, hang, reset, garbage, slow"));
+        return respond(control_error(400, "mode: one of status, hang, reset, garbage, slow, redirect, html, "
+                                          "short_jwt"));
       }
     } else if (field.key == "status") {
-      const auto v = integer_in(field.value, 400, 599);
+      const auto v = integer_in(field.value, 300, 599);
       if (!v) {
-        return respond(control_error(400, "status: an integer from 400 to 599"));
+        return respond(control_error(400, "status: an integer from 300 to 599"));
       }
       rule.status = static_cast<int>(*v);
+      status_given = true;
+    } else if (field.key == "location") {
+      if (field.value.get(text) != simdjson::SUCCESS || text.empty() || text.size() > 512) {
+        return respond(control_error(400, "location: a non-empty string of at most 512 characters"));
+      }
+      rule.location = std::string(text);
+    } else if (field.key == "jwt_lifetime_s") {
+      const auto v = integer_in(field.value, 1, 86400);
+      if (!v) {
+        return respond(control_error(400, "jwt_lifetime_s: an integer from 1 to 86400"));
+      }
+      rule.jwt_lifetime = std::chrono::seconds(*v);
     } else if (field.key == "retry_after_s") {
       const auto v = integer_in(field.value, 0, 86400);
       if (!v) {
@@ -838,6 +877,17 @@ Action Simulator::handle_control(const Request& request)
   }
   if (!have_target || !mode) {
     return respond(control_error(400, "target and mode are required"));
+  }
+  if (*mode == FaultMode::redirect) {
+    if (!status_given) {
+      rule.status = 302;
+    } else if (rule.status >= 400) {
+      return respond(control_error(400, "status: a redirect takes a status from 300 to 399"));
+    }
+  } else if (!status_given && *mode == FaultMode::html) {
+    rule.status = 502;
+  } else if (status_given && rule.status < 400) {
+    return respond(control_error(400, "status: from 400 to 599 (300 to 399 only with mode redirect)"));
   }
   rule.mode = *mode;
   set_fault(target, rule);

@@ -44,7 +44,8 @@ struct SimConfig
 {
   std::vector<Profile> profiles = default_profiles();
   // The profile (by id) IMDS uses when an iam_token request names none;
-  // without one such a request fails with profile_not_linked.
+  // without one such a request fails with missing_field, as IMDS does on an
+  // instance that has no default trusted profile.
   std::optional<std::string> default_profile_id;
   std::chrono::seconds iam_lifetime{3600};
   std::chrono::milliseconds latency{0}; // added to every emulated request
@@ -54,15 +55,22 @@ struct SimConfig
 // The endpoints that faults and counters distinguish.
 enum class Target { imds_token, imds_iam_token, iam };
 
-enum class FaultMode { status, hang, reset, garbage, slow };
+// status: an error reply of the service's own shape; hang; reset; garbage:
+// a 200 that is not JSON; slow: the right answer, late; redirect: a 3xx with
+// a Location; html: an error status with an HTML page (a proxy's or load
+// balancer's); short_jwt: the right answer, but the token's JWT exp - iat is
+// jwt_lifetime, shorter than expires_in says.
+enum class FaultMode { status, hang, reset, garbage, slow, redirect, html, short_jwt };
 
 struct FaultRule
 {
   FaultMode mode = FaultMode::status;
-  int status = 503;
+  int status = 503; // 302 for redirect, 502 for html unless given
   std::optional<int> retry_after_s;
   std::chrono::milliseconds delay{500};
   std::optional<std::int64_t> remaining; // nullopt: until cleared
+  std::string location = "https://iam.elsewhere.invalid/identity/token"; // redirect
+  std::chrono::seconds jwt_lifetime{5};                                  // short_jwt
 };
 
 // What the transport does with one request.
@@ -129,8 +137,12 @@ private:
   Secret mint_access_token(const Profile& profile, std::int64_t iat, std::string_view grant);
   const Profile* find_profile(std::string_view field, std::string_view value) const;
 
+  // exp - iat of the tokens minted for the request being handled (short_jwt).
+  std::int64_t jwt_lifetime(std::int64_t lifetime) const;
+
   SimConfig m_config;
   WallClock m_clock;
+  std::optional<std::chrono::seconds> m_short_jwt;
   std::mt19937_64 m_random;
   Stats m_stats;
   std::map<std::optional<Target>, FaultRule> m_faults;

@@ -7,6 +7,8 @@
 #include "daemon/log/log.hpp"
 #include "daemon/server/server.hpp"
 #include "daemon/upstream/cloud_upstream.hpp"
+#include "daemon/upstream/file_source.hpp"
+#include "daemon/upstream/token_watcher.hpp"
 #include "version.hpp"
 
 #include <asio/io_context.hpp>
@@ -20,7 +22,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -62,15 +66,16 @@ upstream::Options upstream_options(const config::Config& config)
                                                                : upstream::ExchangeType::imds;
   options.iam_endpoint = config.iam.endpoint;
   options.timeout = config.refresh.timeout;
+  options.connect_timeout = config.refresh.connect_timeout;
   return options;
 }
 
 // True if the two configurations need the same upstream (source, exchange,
-// endpoints, timeout).
+// endpoints, timeouts).
 bool same_upstream(const config::Config& a, const config::Config& b)
 {
   return a.source == b.source && a.exchange == b.exchange && a.iam == b.iam &&
-         a.refresh.timeout == b.refresh.timeout;
+         a.refresh.timeout == b.refresh.timeout && a.refresh.connect_timeout == b.refresh.connect_timeout;
 }
 
 engine::Settings engine_settings(const config::Config& config)
@@ -104,6 +109,26 @@ std::string describe(const engine::UpstreamError& error)
   return text + (error.message.empty() ? std::string("failed") : error.message);
 }
 
+// Warnings about a token's own claims: an iat far from the local clock (the
+// local clock or the service's is off; callers see expires_at on the local
+// clock), and a JWT that expires before expires_in says.
+void check_token_claims(std::string_view what, const engine::IssuedToken& issued)
+{
+  const auto unix_now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  if (issued.issued_at && upstream::is_clock_skewed(*issued.issued_at, unix_now)) {
+    log::warn("{}: the token was issued at {} by the service's clock, {} s {} the local clock (more "
+              "than {} s apart): check NTP on this machine",
+              what, *issued.issued_at, std::abs(*issued.issued_at - unix_now),
+              *issued.issued_at > unix_now ? "ahead of" : "behind", upstream::k_max_clock_skew.count());
+  }
+  if (issued.jwt_lifetime && issued.expires_in > std::chrono::seconds(0) && *issued.jwt_lifetime < issued.expires_in) {
+    log::info("{}: the token's own exp - iat ({} s) is shorter than expires_in ({} s): using {} s", what,
+              issued.jwt_lifetime->count(), issued.expires_in.count(), issued.jwt_lifetime->count());
+  }
+}
+
 // The engine's Upstream with a log line for every result and a hook that
 // runs after each exchange has been handed to the engine (for STATUS=). It
 // owns the cloud upstream and can replace it (a reload changed the source,
@@ -134,6 +159,7 @@ public:
     slot.upstream->fetch_cr_token([this, &slot, done = std::move(done)](engine::UpstreamResult result) {
       if (result) {
         log::debug("CR token obtained");
+        check_token_claims("CR token", *result);
       } else {
         log::warn("cannot get a CR token: {}", describe(result.error()));
       }
@@ -150,10 +176,12 @@ public:
     auto logged = [this, &slot, target, done = std::move(done)](engine::UpstreamResult result) {
       const std::string name = local_name(target);
       if (result) {
+        check_token_claims(fmt::format("profile {}", name), *result);
+        const auto lifetime = std::min(result->expires_in, result->jwt_lifetime.value_or(result->expires_in));
         if (m_have_token.insert(name).second) {
-          log::info("profile {}: first token, valid for {} s", name, result->expires_in.count());
+          log::info("profile {}: first token, valid for {} s", name, lifetime.count());
         } else {
-          log::debug("profile {}: token renewed, valid for {} s", name, result->expires_in.count());
+          log::debug("profile {}: token renewed, valid for {} s", name, lifetime.count());
         }
       } else {
         log::warn("profile {}: token exchange failed: {}", name, describe(result.error()));
@@ -238,6 +266,7 @@ public:
   {
     // The server uses the engine, the engine the upstream; all of them go
     // before the io_context.
+    m_token_watcher.reset();
     m_server.reset();
     m_engine.reset();
     m_logging.reset();
@@ -283,6 +312,7 @@ public:
     wait_for_signal();
     wait_for_hangup();
     start_watchdog();
+    watch_token_file();
     m_engine->start();
     m_server->start();
     announce_when_settled();
@@ -293,6 +323,39 @@ public:
   }
 
 private:
+  // With a file source: an inotify watch on the token file, so profiles
+  // backing off after a rejected or unreadable CR token retry as soon as
+  // kubelet writes a new one. None with an imds source.
+  void watch_token_file()
+  {
+    m_token_watcher.reset();
+    if (m_config.source.type != config::SourceType::file) {
+      return;
+    }
+    std::vector<std::string> paths;
+    if (!m_config.source.file.path.empty()) {
+      paths.push_back(m_config.source.file.path);
+    } else {
+      for (const auto path : upstream::default_cr_token_paths()) {
+        paths.emplace_back(path);
+      }
+    }
+    m_token_watcher = std::make_unique<upstream::TokenFileWatcher>(m_io, paths, [this] {
+      if (m_stopping || !m_engine) {
+        return;
+      }
+      log::info("the CR token file changed: profiles waiting for a usable CR token retry now");
+      m_engine->cr_token_changed();
+    });
+    if (!m_token_watcher->active()) {
+      log::warn("cannot watch the CR token file ({}): a new token is used at the next retry",
+                m_token_watcher->error());
+    } else if (!m_token_watcher->unwatched().empty() && !m_config.source.file.path.empty()) {
+      log::warn("cannot watch {} (does the directory exist?): a new token is used at the next retry",
+                m_token_watcher->unwatched().front());
+    }
+  }
+
   void wait_for_signal()
   {
     m_signals.async_wait([this](const std::error_code& error, int signal_number) {
@@ -464,10 +527,14 @@ private:
         m_engine->forget_cr_token(); // a CR token of the old source is not used again
       }
     }
+    const bool source_changed = !(m_config.source == next.source);
     m_logging->set_profiles(profile_specs(next));
     m_engine->reconfigure(engine_settings(next), profile_specs(next));
     m_server->reconfigure(next);
     m_config = std::move(next);
+    if (source_changed) {
+      watch_token_file();
+    }
     log::info("reloaded: {} profile(s), {} added, {} removed", m_config.profiles.size(), added, removed);
     announce_when_settled();
   }
@@ -515,6 +582,7 @@ private:
   std::unique_ptr<LoggingUpstream> m_logging;
   std::unique_ptr<engine::Engine> m_engine;
   std::unique_ptr<server::Server> m_server;
+  std::unique_ptr<upstream::TokenFileWatcher> m_token_watcher;
   asio::signal_set m_signals;
   asio::signal_set m_hangup;
   asio::steady_timer m_settle_timer;

@@ -101,6 +101,7 @@ private:
   const NameResolver& m_resolver;
   bool m_saw_imds = false;
   bool m_saw_file = false;
+  bool m_saw_exchange = false;
   std::vector<ProfileSeen> m_profiles_seen;
 
   void add(std::string path, std::string message)
@@ -267,6 +268,7 @@ void Parser::root(element value)
     } else if (field.key == "source") {
       source(field.value, path);
     } else if (field.key == "exchange") {
+      m_saw_exchange = true;
       if (const auto text = string(field.value, path)) {
         if (*text == "iam") {
           config.exchange = Exchange::iam;
@@ -298,15 +300,20 @@ void Parser::root(element value)
   if (m_saw_file && config.source.type != SourceType::file) {
     add("source.file", "is only valid with \"type\": \"file\"");
   }
-  if (config.exchange == Exchange::imds) {
-    if (config.source.type != SourceType::imds) {
-      add("exchange", "\"imds\" needs an imds source (source.type is \"file\")");
+  if (!m_saw_exchange) {
+    config.exchange = config.source.type == SourceType::imds ? Exchange::imds : Exchange::iam;
+  }
+  if (config.exchange == Exchange::imds && config.source.type != SourceType::imds) {
+    add("exchange", "\"imds\" needs an imds source (source.type is \"file\")");
+  }
+  for (const auto& seen : m_profiles_seen) {
+    if (config.exchange == Exchange::imds && seen.identifiers > 1) {
+      add(seen.path, "with \"exchange\": \"imds\" give at most one of profile_id, profile_name, "
+                     "profile_crn (none: the instance's default trusted profile)");
     }
-    for (const auto& seen : m_profiles_seen) {
-      if (seen.identifiers > 1) {
-        add(seen.path, "with \"exchange\": \"imds\" give exactly one of profile_id, profile_name, "
-                       "profile_crn");
-      }
+    if (config.exchange == Exchange::iam && seen.identifiers == 0) {
+      add(seen.path, "needs one of profile_id, profile_name, profile_crn (the IAM exchange has no "
+                     "default trusted profile)");
     }
   }
 }
@@ -491,6 +498,10 @@ void Parser::refresh(element value, const std::string& path)
       if (const auto n = integer(field.value, at, 1, 300)) {
         out.timeout = std::chrono::seconds(*n);
       }
+    } else if (field.key == "connect_timeout_s") {
+      if (const auto n = integer(field.value, at, 1, 60)) {
+        out.connect_timeout = std::chrono::seconds(*n);
+      }
     } else {
       unknown_key(at, field.key);
     }
@@ -564,9 +575,6 @@ void Parser::profile(element value, const std::string& path, Profile& out, std::
   }
   if (!saw_name) {
     add(child(path, "name"), "is required");
-  }
-  if (identifiers == 0) {
-    add(path, "needs one of profile_id, profile_name, profile_crn");
   }
 }
 
@@ -768,6 +776,9 @@ load_config(const std::string& path, const NameResolver& resolver, uid_t daemon_
   }
 
   Loaded loaded{std::move(*parsed), {}};
+  for (auto& warning : config_warnings(loaded.config)) {
+    loaded.warnings.push_back(std::move(warning));
+  }
   if ((info.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
     loaded.warnings.push_back(
       {path, fmt::format("is writable by group or others (mode {:04o}); only its owner should "
@@ -782,6 +793,18 @@ load_config(const std::string& path, const NameResolver& resolver, uid_t daemon_
   return loaded;
 }
 
+std::vector<Problem> config_warnings(const Config& config)
+{
+  std::vector<Problem> warnings;
+  if (config.exchange == Exchange::iam && config.source.type == SourceType::imds) {
+    warnings.push_back(
+      {"exchange", "\"iam\" with an imds source uses the IAM grant for VSI identity tokens, which "
+                   "IBM deprecates: remove \"exchange\" (the default, \"imds\", asks IMDS for the "
+                   "token) once the trusted profiles are linked to the instance"});
+  }
+  return warnings;
+}
+
 std::string summary_line(const Profile& profile)
 {
   std::vector<std::string> targets;
@@ -793,6 +816,10 @@ std::string summary_line(const Profile& profile)
   }
   if (!profile.profile_crn.empty()) {
     targets.push_back("profile_crn " + quote(profile.profile_crn));
+  }
+
+  if (targets.empty()) {
+    targets.emplace_back("the instance's default trusted profile");
   }
 
   std::string who;

@@ -74,7 +74,9 @@ struct Allow
 struct Profile
 {
   std::string name;         // the local handle callers use
-  std::string profile_id;   // sent upstream as given; at least one of the three is set
+  // Sent upstream as given. With the iam exchange at least one is set; with
+  // imds at most one, and none asks for the instance's default trusted profile.
+  std::string profile_id;
   std::string profile_name;
   std::string profile_crn;
   std::optional<Allow> allow; // nullopt: every caller that can open the socket
@@ -129,6 +131,7 @@ struct RefreshConfig
   double at_fraction = 0.8;              // 0.5-0.95
   std::chrono::seconds min_valid{60};    // min_valid_s, 0-1800
   std::chrono::seconds timeout{10};      // timeout_s, 1-300
+  std::chrono::seconds connect_timeout{2}; // connect_timeout_s, 1-60 (TCP + TLS handshake)
   friend bool operator==(const RefreshConfig&, const RefreshConfig&) = default;
 };
 
@@ -136,7 +139,8 @@ struct Config
 {
   SocketConfig socket;
   SourceConfig source;
-  Exchange exchange = Exchange::iam;
+  // Default: imds with an imds source, iam with a file source.
+  Exchange exchange = Exchange::imds;
   IamConfig iam;
   RefreshConfig refresh;
   std::vector<Profile> profiles; // at least one, names unique
@@ -152,11 +156,17 @@ std::string_view to_string(Exchange exchange);
 tl::expected<Config, std::vector<Problem>>
 parse_config(std::string_view json, const NameResolver& resolver = system_resolver());
 
+// Things worth a warning in a valid configuration: "exchange": "iam" with an
+// imds source (IBM deprecates that IAM grant for VSI identity tokens). Empty
+// when there is nothing to say.
+std::vector<Problem> config_warnings(const Config& config);
+
 struct Loaded
 {
   Config config;
-  // Things worth a log line that do not stop the daemon: the file is
-  // writable by group or others, or owned by neither root nor `daemon_uid`.
+  // Things worth a log line that do not stop the daemon: config_warnings(),
+  // and the file is writable by group or others, or owned by neither root
+  // nor `daemon_uid`.
   std::vector<Problem> warnings;
 };
 

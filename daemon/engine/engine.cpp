@@ -36,8 +36,8 @@ struct Held
   Secret token;
   TimePoint expiry;
   Duration lifetime{};
-  // Wall-clock Unix expiry fixed when the reply arrived, so every reply for
-  // this token reports the same expires_at.
+  // Wall-clock Unix expiry (when the request was sent + lifetime), fixed so
+  // every reply for this token reports the same expires_at.
   std::int64_t unix_expiry = 0;
 };
 
@@ -63,6 +63,24 @@ UpstreamError bad_lifetime(std::string_view what)
   return error;
 }
 
+UpstreamError expired_in_flight(std::string_view what)
+{
+  UpstreamError error;
+  error.failure = Failure::malformed;
+  error.message = fmt::format("{} had expired by the time the reply arrived", what);
+  return error;
+}
+
+// The smaller of the reply's expires_in and the JWT's exp - iat.
+Duration lifetime_of(const IssuedToken& issued)
+{
+  Duration lifetime = issued.expires_in;
+  if (issued.jwt_lifetime) {
+    lifetime = std::min<Duration>(lifetime, *issued.jwt_lifetime);
+  }
+  return lifetime;
+}
+
 } // namespace
 
 struct Engine::Impl
@@ -81,6 +99,8 @@ struct Engine::Impl
 
     bool in_flight = false;
     std::uint64_t attempt = 0; // number of the current (or last) attempt
+    TimePoint sent_at;         // when the exchange in flight was sent
+    std::int64_t unix_sent = 0; // the same on the wall clock (for expires_at)
 
     // The next scheduled attempt: a refresh, or a retry when backing off.
     std::optional<TimePoint> next_attempt;
@@ -112,6 +132,8 @@ struct Engine::Impl
     std::optional<Held> token; // never set for a per-exchange (file) source
     std::uint64_t generation = 0;
     bool fetching = false;
+    TimePoint sent_at;          // when the fetch in flight was sent
+    std::int64_t unix_sent = 0;
     bool discard_fetch = false; // forget_cr_token() ran while fetching
     std::vector<CrWaiter> waiting;
     std::string state = "pending";
@@ -422,6 +444,8 @@ struct Engine::Impl
       return;
     }
     m_cr.fetching = true;
+    m_cr.sent_at = now();
+    m_cr.unix_sent = m_ports.clock.unix_now();
     ++m_upstream_calls;
     m_ports.upstream.fetch_cr_token([this, life = std::weak_ptr(m_life)](UpstreamResult result) {
       if (life.expired()) {
@@ -447,15 +471,20 @@ struct Engine::Impl
   void on_cr_token(UpstreamResult result, Outbox& out)
   {
     m_cr.fetching = false;
-    if (result && result->expires_in <= std::chrono::seconds(0)) {
+    if (result && lifetime_of(*result) <= Duration::zero()) {
       result = tl::unexpected(bad_lifetime("CR token"));
+    }
+    const TimePoint at = now();
+    if (result && m_cr.sent_at + lifetime_of(*result) <= at) {
+      result = tl::unexpected(expired_in_flight("the CR token"));
     }
     record_source(result);
     m_cr.token.reset();
     if (result) {
-      const Duration lifetime = result->expires_in;
-      m_cr.token = Held{std::move(result->token), now() + lifetime, lifetime,
-                        m_ports.clock.unix_now() + floor_seconds(lifetime)};
+      // Counted from when the request was sent: the reply may have taken a while.
+      const Duration lifetime = lifetime_of(*result);
+      const TimePoint expiry = m_cr.sent_at + lifetime;
+      m_cr.token = Held{std::move(result->token), expiry, lifetime, m_cr.unix_sent + floor_seconds(lifetime)};
       ++m_cr.generation;
     }
     auto waiting = std::move(m_cr.waiting);
@@ -480,6 +509,8 @@ struct Engine::Impl
   {
     ++m_upstream_calls;
     const CrWaiter waiter{p.weak_from_this(), p.attempt, retried};
+    p.sent_at = now();
+    p.unix_sent = m_ports.clock.unix_now();
     m_ports.upstream.exchange(
       p.spec.target, cr_token,
       [this, life = std::weak_ptr(m_life), waiter, generation](UpstreamResult result) {
@@ -514,20 +545,26 @@ struct Engine::Impl
   {
     p.in_flight = false;
     p.finished_any = true;
-    if (result && result->expires_in <= std::chrono::seconds(0)) {
+    const TimePoint at = now();
+    if (result && lifetime_of(*result) <= Duration::zero()) {
       result = tl::unexpected(bad_lifetime("token"));
     }
+    if (result && p.sent_at + lifetime_of(*result) <= at) {
+      result = tl::unexpected(expired_in_flight("the token"));
+    }
     if (result) {
-      const Duration lifetime = result->expires_in;
+      // Counted from when the request was sent, never from the reply's arrival.
+      const Duration lifetime = lifetime_of(*result);
+      const TimePoint expiry = p.sent_at + lifetime;
       // Assigning drops (and wipes) the previous token.
-      p.token = Held{std::move(result->token), now() + lifetime, lifetime,
-                     m_ports.clock.unix_now() + floor_seconds(lifetime)};
+      p.token = Held{std::move(result->token), expiry, lifetime, p.unix_sent + floor_seconds(lifetime)};
       ++p.refreshes;
       p.streak = 0;
       p.backing_off = false;
       p.last_error.reset();
-      schedule_attempt(
-        p, refresh_delay(lifetime, m_settings.at_fraction, m_ports.random.uniform()));
+      const TimePoint refresh_at =
+        p.sent_at + refresh_delay(lifetime, m_settings.at_fraction, m_ports.random.uniform());
+      schedule_attempt(p, std::max(Duration::zero(), refresh_at - at));
       notify_watchers(p, out);
     } else {
       ++p.failures;
@@ -778,6 +815,23 @@ void Engine::forget_cr_token()
   impl.m_cr.discard_fetch = impl.m_cr.fetching;
   impl.m_cr.state = "pending";
   impl.m_cr.last_error.reset();
+}
+
+void Engine::cr_token_changed()
+{
+  Impl& impl = *m_impl;
+  if (!impl.m_started || impl.m_stopped) {
+    return;
+  }
+  impl.m_cr.token.reset(); // a cached one (never kept for a file source anyway)
+  ++impl.m_cr.generation;
+  for (const auto& p : impl.m_profiles) {
+    const bool waiting_on_cr_token =
+      p->last_error && (p->last_error->failure == Failure::source || p->last_error->cr_token_rejected);
+    if (p->backing_off && !p->in_flight && waiting_on_cr_token) {
+      impl.begin_attempt(*p); // the upstream never calls back from inside
+    }
+  }
 }
 
 void Engine::when_settled(std::function<void()> done)

@@ -141,6 +141,14 @@ public:
   // exchanges waiting for it, but its token is not kept.
   void forget_cr_token();
 
+  // The CR token's source has new content (the pod's token file was
+  // rewritten): every profile backing off because its CR token was rejected
+  // (cr_token_rejected) or could not be read (Failure::source) starts a new
+  // attempt at once; other profiles and other failures keep their schedule.
+  // The only thing that brings a retry forward. A no-op before start() and
+  // after stop().
+  void cr_token_changed();
+
   // Calls `done` once every profile has finished its first attempt (success
   // or failure) since start() or the last reconfigure(); at once if so now.
   void when_settled(std::function<void()> done);

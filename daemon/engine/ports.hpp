@@ -77,11 +77,13 @@ struct UpstreamError
   Failure failure = Failure::transport;
   int http_status = 0;     // 0 when there was no HTTP reply
   std::string code;        // IAM errorCode or IMDS errors[0].code, as sent
-  std::string request_id;  // IAM context.requestId or IMDS trace
+  std::string request_id;  // IAM context.requestId or IMDS trace (else the
+                           // Transaction-Id / X-Request-Id header)
   std::string message;     // for operators; never holds a token
   std::optional<std::chrono::seconds> retry_after; // from Retry-After
   // True for answers that will not heal by retrying (400/401/403 at IAM,
-  // IMDS 4xx): retried only at the backoff cap.
+  // IMDS 4xx, any 3xx, a certificate that does not verify): retried only at
+  // the backoff cap.
   bool definitive = false;
   // True when the CR token itself was rejected (HTTP 401: BXNIM0407E,
   // unauthenticated): the engine drops it and retries once with a new one.
@@ -90,9 +92,18 @@ struct UpstreamError
 
 struct IssuedToken
 {
+  IssuedToken() = default;
+  IssuedToken(Secret issued, std::chrono::seconds lifetime) : token(std::move(issued)), expires_in(lifetime) {}
+
   Secret token;
-  // Lifetime from the reply's expires_in; measured from when the reply arrived.
+  // The reply's expires_in (0 for a file CR token: unknown). The engine
+  // counts the lifetime from when it sent the request.
   std::chrono::seconds expires_in{0};
+  // exp - iat when the token is a JWT carrying both: the engine takes the
+  // smaller of this and expires_in.
+  std::optional<std::chrono::seconds> jwt_lifetime;
+  // The JWT's iat (Unix seconds), if any: only to warn about clock skew.
+  std::optional<std::int64_t> issued_at;
 };
 
 using UpstreamResult = tl::expected<IssuedToken, UpstreamError>;

@@ -168,6 +168,7 @@ engine::UpstreamResult CloudUpstream::result_of(Call which, const std::string& u
   if (!reply) {
     UpstreamError error;
     error.failure = reply.error().failure;
+    error.definitive = reply.error().definitive;
     if (imds && error.failure == Failure::timeout) {
       error.message = fmt::format("{} ({}: {})", k_imds_silent, call_name(which), reply.error().message);
     } else if (error.failure == Failure::timeout) {
@@ -188,7 +189,8 @@ engine::UpstreamResult CloudUpstream::result_of(Call which, const std::string& u
     }
     return token;
   }
-  return tl::unexpected(parse_error_reply(which, status, response.body, response.retry_after, unix_now()));
+  const ReplyHeaders headers{response.retry_after, response.request_id, response.location};
+  return tl::unexpected(parse_error_reply(which, status, response.body, headers, unix_now()));
 }
 
 } // namespace iamtok::upstream

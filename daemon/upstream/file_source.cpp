@@ -9,6 +9,7 @@
 #include <optional>
 #include <cerrno>
 #include <system_error>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -49,28 +50,14 @@ std::span<const std::string_view> default_cr_token_paths() noexcept
   return k_default_paths;
 }
 
-tl::expected<Secret, engine::UpstreamError>
-read_cr_token_file(const std::string& path, std::span<const std::string_view> candidates)
-{
-  std::string chosen = path;
-  if (chosen.empty()) {
-    for (const auto candidate : candidates) {
-      struct stat info{};
-      if (::stat(std::string(candidate).c_str(), &info) == 0) {
-        chosen = candidate;
-        break;
-      }
-    }
-    if (chosen.empty()) {
-      return tl::unexpected(source_error(fmt::format(
-        "no CR token file: none of {} exists", fmt::join(candidates, ", "))));
-    }
-  }
+namespace {
 
-  const int fd = ::open(chosen.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+// The token in `path`, or a message saying why it cannot be used.
+tl::expected<Secret, std::string> read_one(const std::string& path)
+{
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
-    return tl::unexpected(
-      source_error(fmt::format("cannot open CR token file {}: {}", chosen, errno_text(errno))));
+    return tl::unexpected(fmt::format("cannot open CR token file {}: {}", path, errno_text(errno)));
   }
   // One buffer, never reallocated, wiped on every path out.
   std::string content(k_max_reply_size + 1, '\0');
@@ -94,24 +81,58 @@ read_cr_token_file(const std::string& path, std::span<const std::string_view> ca
 
   std::optional<std::string> problem;
   if (read_error != 0) {
-    problem = fmt::format("cannot read CR token file {}: {}", chosen, errno_text(read_error));
+    problem = fmt::format("cannot read CR token file {}: {}", path, errno_text(read_error));
   } else if (size > k_max_reply_size) {
-    problem = fmt::format("CR token file {} is larger than 64 KiB", chosen);
+    problem = fmt::format("CR token file {} is larger than 64 KiB", path);
   } else {
     while (size > 0 && is_trailing_space(content[size - 1])) {
       --size;
     }
     if (size == 0) {
-      problem = fmt::format("CR token file {} is empty", chosen);
+      problem = fmt::format("CR token file {} is empty", path);
     }
   }
   if (problem) {
     wipe_string(content);
-    return tl::unexpected(source_error(std::move(*problem)));
+    return tl::unexpected(std::move(*problem));
   }
   Secret token(std::string(content.data(), size));
   wipe_string(content);
   return token;
+}
+
+} // namespace
+
+tl::expected<Secret, engine::UpstreamError>
+read_cr_token_file(const std::string& path, std::span<const std::string_view> candidates)
+{
+  if (!path.empty()) {
+    auto token = read_one(path);
+    if (!token) {
+      return tl::unexpected(source_error(std::move(token.error())));
+    }
+    return std::move(*token);
+  }
+  // The first candidate that can be read and holds a token wins: an
+  // unreadable or empty one must not hide a good one further down.
+  std::vector<std::string> problems;
+  for (const auto candidate : candidates) {
+    const std::string name(candidate);
+    struct stat info{};
+    if (::stat(name.c_str(), &info) != 0) {
+      continue; // absent: not worth a word unless none is usable
+    }
+    auto token = read_one(name);
+    if (token) {
+      return std::move(*token);
+    }
+    problems.push_back(std::move(token.error()));
+  }
+  if (problems.empty()) {
+    return tl::unexpected(
+      source_error(fmt::format("no CR token file: none of {} exists", fmt::join(candidates, ", "))));
+  }
+  return tl::unexpected(source_error(fmt::format("no usable CR token file: {}", fmt::join(problems, "; "))));
 }
 
 } // namespace iamtok::upstream

@@ -18,7 +18,8 @@ namespace iamtok::upstream {
 std::span<const std::string_view> default_cr_token_paths() noexcept;
 
 // The token in `path`, read now, trailing whitespace stripped. When `path` is
-// empty, the first of `candidates` that exists is read instead. Otherwise
+// empty, the first of `candidates` that can be read and is not empty is used
+// instead (an unreadable one does not hide a good one). Otherwise
 // Failure::source (definitive = false: the file may appear or be rotated)
 // with a message naming the path: missing, unreadable, empty, or larger than
 // 64 KiB. The message never holds file content.

@@ -15,6 +15,7 @@
 #include <cctype>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -39,6 +40,7 @@ namespace {
 
 constexpr std::size_t k_initial_body_capacity = 8 * 1024;
 constexpr std::size_t k_max_header_value = 128;
+constexpr std::size_t k_max_location = 512;
 
 void init_curl_once()
 {
@@ -91,6 +93,16 @@ std::string_view trim_header_value(std::string_view value)
   return value;
 }
 
+// The value of header `name` (lower case, with the colon) in `line`, trimmed
+// and bounded; nullopt if the line is another header.
+std::optional<std::string_view> header_value(std::string_view line, std::string_view name)
+{
+  if (!starts_with_nocase(line, name)) {
+    return std::nullopt;
+  }
+  return trim_header_value(line.substr(name.size())).substr(0, k_max_header_value);
+}
+
 // One socket curl asked us to watch.
 struct Socket
 {
@@ -104,6 +116,30 @@ struct Socket
 };
 
 } // namespace
+
+TransferClass classify_transfer_error(int curl_code) noexcept
+{
+  switch (static_cast<CURLcode>(curl_code)) {
+  case CURLE_OPERATION_TIMEDOUT:
+    return {Failure::timeout, false};
+  case CURLE_WEIRD_SERVER_REPLY:
+  case CURLE_UNSUPPORTED_PROTOCOL:
+  case CURLE_BAD_CONTENT_ENCODING:
+    return {Failure::malformed, false}; // something answered, but not HTTP
+  case CURLE_PEER_FAILED_VERIFICATION: // certificate or host name does not verify
+  case CURLE_SSL_CACERT_BADFILE:       // no CA bundle to verify with
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_CERTPROBLEM:          // a local client certificate problem
+  case CURLE_SSL_CIPHER:
+  case CURLE_USE_SSL_FAILED:
+    return {Failure::transport, true};
+  default:
+    return {Failure::transport, false};
+  }
+}
 
 HttpResponse::~HttpResponse()
 {
@@ -327,20 +363,14 @@ struct HttpClient::Impl
       error.message = fmt::format("{}: reply larger than {} KiB", transfer.request.url,
                                   k_max_reply_size / 1024);
     } else {
-      switch (code) {
-      case CURLE_OPERATION_TIMEDOUT:
-        error.failure = Failure::timeout;
-        break;
-      case CURLE_WEIRD_SERVER_REPLY:
-      case CURLE_UNSUPPORTED_PROTOCOL:
-      case CURLE_BAD_CONTENT_ENCODING:
-        error.failure = Failure::malformed; // something answered, but not HTTP
-        break;
-      default:
-        error.failure = Failure::transport;
-        break;
-      }
+      const auto kind = classify_transfer_error(code);
+      error.failure = kind.failure;
+      error.definitive = kind.definitive;
       error.message = fmt::format("{}: {}", transfer.request.url, detail);
+      if (kind.definitive) {
+        error.message += " (TLS: the server's certificate or TLS version is not accepted; not retried "
+                         "before the backoff cap)";
+      }
     }
     return tl::unexpected(std::move(error));
   }
@@ -381,11 +411,22 @@ struct HttpClient::Impl
     const size_t length = size * count;
     const std::string_view line(data, length);
     constexpr std::string_view k_retry_after = "retry-after:";
+    auto& response = transfer.response;
     if (line.starts_with("HTTP/")) {
-      transfer.response.retry_after.clear(); // a new response (after a 1xx)
-    } else if (starts_with_nocase(line, k_retry_after)) {
-      const auto value = trim_header_value(line.substr(k_retry_after.size()));
-      transfer.response.retry_after = value.substr(0, k_max_header_value);
+      // A new response (after a 1xx): forget the headers of the last one.
+      response.retry_after.clear();
+      response.request_id.clear();
+      response.location.clear();
+    } else if (const auto retry = header_value(line, k_retry_after)) {
+      response.retry_after = *retry;
+    } else if (const auto id = header_value(line, "x-request-id:")) {
+      response.request_id = *id;
+    } else if (const auto transaction = header_value(line, "transaction-id:")) {
+      if (response.request_id.empty()) {
+        response.request_id = *transaction;
+      }
+    } else if (starts_with_nocase(line, "location:")) {
+      response.location = trim_header_value(line.substr(9)).substr(0, k_max_location);
     }
     return length;
   }
@@ -402,6 +443,11 @@ struct HttpClient::Impl
     set(CURLOPT_URL, request.url.c_str());
     set(CURLOPT_NOSIGNAL, 1L);
     set(CURLOPT_PROTOCOLS_STR, "http,https");
+    // A token request is never replayed elsewhere: a 3xx comes back as is.
+    set(CURLOPT_FOLLOWLOCATION, 0L);
+    set(CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+    set(CURLOPT_SSL_VERIFYPEER, 1L);
+    set(CURLOPT_SSL_VERIFYHOST, 2L);
     set(CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
     set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout.count()));
     set(CURLOPT_ERRORBUFFER, transfer.error_buffer);

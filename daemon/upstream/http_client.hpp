@@ -3,6 +3,8 @@
 // An asynchronous HTTP client on the daemon's io_context: one libcurl multi
 // handle driven by Asio through curl's socket interface (no thread per
 // request, no blocking call), so connections are kept alive and reused.
+// Redirects are never followed (a 3xx is returned as it is), TLS is 1.2 or
+// later and the peer's certificate and host name are always verified.
 // Not thread-safe: use it from the io_context's thread only.
 
 #include "daemon/engine/ports.hpp"
@@ -49,6 +51,8 @@ struct HttpResponse
   long status = 0;
   std::string body;        // at most k_max_reply_size bytes
   std::string retry_after; // the Retry-After header's value, empty if absent
+  std::string request_id;  // X-Request-Id or Transaction-Id, empty if absent
+  std::string location;    // Location (of a 3xx), empty if absent
 };
 
 // A transfer that got no complete HTTP reply: Failure::transport (connect,
@@ -58,7 +62,20 @@ struct TransferError
 {
   engine::Failure failure = engine::Failure::transport;
   std::string message; // curl's description; never a header or body
+  // True when retrying cannot help: the server's certificate did not verify
+  // (or no CA to verify it with), or TLS 1.2 could not be negotiated.
+  bool definitive = false;
 };
+
+// How a curl result code (a CURLcode) that is not CURLE_OK is treated:
+// timeout, malformed (something answered, but not HTTP) or transport; and
+// whether it is definitive (certificate and TLS-version problems).
+struct TransferClass
+{
+  engine::Failure failure = engine::Failure::transport;
+  bool definitive = false;
+};
+TransferClass classify_transfer_error(int curl_code) noexcept;
 
 using HttpResult = tl::expected<HttpResponse, TransferError>;
 

@@ -1,6 +1,7 @@
 #include "daemon/upstream/replies.hpp"
 
 #include "proto/json.hpp"
+#include "proto/secret.hpp"
 
 #include <fmt/format.h>
 
@@ -162,7 +163,113 @@ private:
   std::size_t m_pos = 0;
 };
 
+// The value of one base64url character, or -1.
+int base64url_value(char c) noexcept
+{
+  if (c >= 'A' && c <= 'Z') {
+    return c - 'A';
+  }
+  if (c >= 'a' && c <= 'z') {
+    return c - 'a' + 26;
+  }
+  if (c >= '0' && c <= '9') {
+    return c - '0' + 52;
+  }
+  if (c == '-') {
+    return 62;
+  }
+  if (c == '_') {
+    return 63;
+  }
+  return -1;
+}
+
+// Decodes unpadded base64url into `out` (reserved up front, so no copy is
+// left behind by a reallocation); false on a character outside the alphabet
+// or an impossible length.
+bool decode_base64url(std::string_view text, std::string& out)
+{
+  while (!text.empty() && text.back() == '=') {
+    text.remove_suffix(1);
+  }
+  if (text.size() % 4 == 1) {
+    return false;
+  }
+  out.reserve(text.size() * 3 / 4 + 3);
+  std::uint32_t buffer = 0;
+  int bits = 0;
+  for (const char c : text) {
+    const int value = base64url_value(c);
+    if (value < 0) {
+      return false;
+    }
+    buffer = (buffer << 6) | static_cast<std::uint32_t>(value);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((buffer >> bits) & 0xFF));
+    }
+  }
+  return true;
+}
+
+// An integer claim (a JSON number without a fraction) of a JWT payload.
+std::optional<std::int64_t> integer_claim(simdjson::dom::element payload, std::string_view key)
+{
+  simdjson::dom::element value;
+  if (payload[key].get(value) != simdjson::SUCCESS) {
+    return std::nullopt;
+  }
+  std::int64_t n = 0;
+  if (value.get_int64().get(n) == simdjson::SUCCESS) {
+    return n;
+  }
+  double d = 0;
+  if (value.get_double().get(d) == simdjson::SUCCESS && d >= -9e15 && d <= 9e15
+      && d == static_cast<double>(static_cast<std::int64_t>(d))) {
+    return static_cast<std::int64_t>(d);
+  }
+  return std::nullopt;
+}
+
 } // namespace
+
+std::optional<JwtTimes> jwt_times(std::string_view token)
+{
+  const auto first = token.find('.');
+  if (first == std::string_view::npos) {
+    return std::nullopt;
+  }
+  const auto second = token.find('.', first + 1);
+  if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string payload;
+  if (!decode_base64url(token.substr(first + 1, second - first - 1), payload)) {
+    wipe_string(payload);
+    return std::nullopt;
+  }
+  std::optional<JwtTimes> times;
+  {
+    simdjson::dom::parser parser;
+    const json::WipeOnExit wipe{parser};
+    if (auto document = json::parse_document(parser, payload); document && document->is_object()) {
+      const auto iat = integer_claim(*document, "iat");
+      const auto exp = integer_claim(*document, "exp");
+      if (iat && exp) {
+        times = JwtTimes{*iat, *exp};
+      }
+    }
+  }
+  wipe_string(payload);
+  return times;
+}
+
+bool is_clock_skewed(std::int64_t issued_at, std::int64_t unix_now) noexcept
+{
+  const std::int64_t skew = issued_at > unix_now ? issued_at - unix_now : unix_now - issued_at;
+  return skew > k_max_clock_skew.count();
+}
 
 std::string_view call_name(Call call) noexcept
 {
@@ -184,6 +291,7 @@ tl::expected<engine::IssuedToken, UpstreamError> parse_token_reply(Call call,
     return tl::unexpected(malformed(call, "larger than 64 KiB"));
   }
   simdjson::dom::parser parser;
+  const json::WipeOnExit wipe{parser}; // its string buffer holds the token
   auto document = json::parse_document(parser, body);
   if (!document) {
     return tl::unexpected(malformed(call, document.error()));
@@ -224,11 +332,22 @@ tl::expected<engine::IssuedToken, UpstreamError> parse_token_reply(Call call,
       call, fmt::format("expires_in {} is out of range 1-{}", expires_in, k_max_expires_in.count())));
   }
 
-  return engine::IssuedToken{Secret(std::string(token)), std::chrono::seconds(expires_in)};
+  engine::IssuedToken issued{Secret{std::string(token)}, std::chrono::seconds(expires_in)};
+  if (const auto times = jwt_times(token)) {
+    if (times->exp <= times->iat) {
+      return tl::unexpected(malformed(call, "the token's JWT exp is not after its iat"));
+    }
+    issued.jwt_lifetime = std::chrono::seconds(times->exp - times->iat);
+    issued.issued_at = times->iat;
+  }
+  return issued;
 }
 
 bool is_definitive_status(int status) noexcept
 {
+  if (status >= 300 && status <= 399) {
+    return true;
+  }
   if (status >= 400 && status <= 499) {
     return status != 408 && status != 429;
   }
@@ -238,12 +357,18 @@ bool is_definitive_status(int status) noexcept
 UpstreamError parse_error_reply(Call call, int status, std::string_view body,
                                 std::string_view retry_after, std::int64_t unix_now)
 {
+  return parse_error_reply(call, status, body, ReplyHeaders{retry_after, {}, {}}, unix_now);
+}
+
+UpstreamError parse_error_reply(Call call, int status, std::string_view body,
+                                const ReplyHeaders& headers, std::int64_t unix_now)
+{
   UpstreamError error;
   error.failure = Failure::http;
   error.http_status = status;
   error.definitive = is_definitive_status(status);
-  if (!retry_after.empty()) {
-    error.retry_after = parse_retry_after(retry_after, unix_now);
+  if (!headers.retry_after.empty()) {
+    error.retry_after = parse_retry_after(headers.retry_after, unix_now);
   }
 
   // IAM: {"errorCode","errorMessage","context":{"requestId"}}; IMDS:
@@ -251,14 +376,17 @@ UpstreamError parse_error_reply(Call call, int status, std::string_view body,
   // either service (a proxy may answer instead); anything else is ignored.
   std::string_view code;
   std::string_view server_message;
+  std::string_view details;
   std::string_view request_id;
   simdjson::dom::parser parser;
+  const json::WipeOnExit wipe{parser}; // a proxy's error page may echo anything
   if (!body.empty() && body.size() <= k_max_reply_size) {
     if (auto document = json::parse_document(parser, body); document && document->is_object()) {
       const simdjson::dom::element root = *document;
       if (root["errorCode"].is_string()) {
         code = string_field(root, "errorCode");
         server_message = string_field(root, "errorMessage");
+        details = string_field(root, "errorDetails");
         simdjson::dom::element context;
         if (root["context"].get(context) == simdjson::SUCCESS && context.is_object()) {
           request_id = string_field(context, "requestId");
@@ -277,6 +405,9 @@ UpstreamError parse_error_reply(Call call, int status, std::string_view body,
     }
   }
 
+  if (request_id.empty()) {
+    request_id = headers.request_id; // a body that is not the service's JSON
+  }
   error.code = sanitize_message(code, 64);
   error.request_id = sanitize_message(request_id, 128);
   error.cr_token_rejected =
@@ -289,6 +420,15 @@ UpstreamError parse_error_reply(Call call, int status, std::string_view body,
   }
   if (const auto text = sanitize_message(server_message); !text.empty()) {
     fmt::format_to(std::back_inserter(error.message), ": {}", text);
+  }
+  if (const auto text = sanitize_message(details, 300); !text.empty()) {
+    fmt::format_to(std::back_inserter(error.message), " ({})", text);
+  }
+  if (status >= 300 && status <= 399) {
+    const auto where = sanitize_message(headers.location, 200);
+    fmt::format_to(std::back_inserter(error.message),
+                   ": a redirect to {} (not followed: check the endpoint in the configuration)",
+                   where.empty() ? std::string("an unnamed location") : where);
   }
   if (!error.request_id.empty()) {
     fmt::format_to(std::back_inserter(error.message), " (request id {})", error.request_id);

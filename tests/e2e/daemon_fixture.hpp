@@ -272,6 +272,13 @@ public:
   void start(const DaemonConfig& config = {})
   {
     write_config(config);
+    launch();
+  }
+
+  // Starts iamtokend on the config file as it is (see write_text); returns
+  // once the socket exists (throws if it does not within 10 s).
+  void launch()
+  {
     ProcessOptions options;
     options.binary = IAMTOKEND_BINARY;
     options.args = {"--config", config_path(), "--log-level", "debug"};

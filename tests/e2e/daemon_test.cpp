@@ -245,7 +245,7 @@ TEST_CASE("a caller outside a profile's allow list gets exit code 77", "[daemon]
 TEST_CASE("iamtoken-get exits 75 when IAM refuses and no token exists", "[daemon][client]")
 {
   DaemonFixture fixture;
-  REQUIRE(fixture.sim_fault(R"({"target":"iam","mode":"status","status":400})").status == 204);
+  REQUIRE(fixture.sim_fault(R"({"target":"imds_iam_token","mode":"status","status":400})").status == 204);
   DaemonConfig config;
   config.timeout_s = 2;
   fixture.start(config);
@@ -255,12 +255,12 @@ TEST_CASE("iamtoken-get exits 75 when IAM refuses and no token exists", "[daemon
   CHECK(result.exit_code == 75);
   CHECK(result.out.empty());
   CHECK(result.err.find("iamtoken-get: unavailable: ") == 0);
-  CHECK(result.err.find("BXNIM0400E") != std::string::npos);
+  CHECK(result.err.find("invalid_request") != std::string::npos);
 
   const auto table = fixture.get({"--status"});
   CHECK(table.out.find("failed") != std::string::npos);
-  CHECK(table.out.find("BXNIM0400E") != std::string::npos);
-  CHECK(fixture.daemon().stderr_text().find("BXNIM0400E") != std::string::npos);
+  CHECK(table.out.find("invalid_request") != std::string::npos);
+  CHECK(fixture.daemon().stderr_text().find("invalid_request") != std::string::npos);
 }
 
 TEST_CASE("tokens are renewed ahead of expiry without a client ever seeing an error", "[daemon][renewal]")
@@ -301,7 +301,7 @@ TEST_CASE("an IAM outage while tokens are valid is invisible to clients and heal
   const auto before = fixture.token("reader");
   REQUIRE(before.is_token());
 
-  REQUIRE(fixture.sim_fault(R"({"target":"iam","mode":"status","status":503})").status == 204);
+  REQUIRE(fixture.sim_fault(R"({"target":"imds_iam_token","mode":"status","status":503})").status == 204);
   int errors = 0;
   const bool stale = eventually(
     [&] {
@@ -320,13 +320,13 @@ TEST_CASE("an IAM outage while tokens are valid is invisible to clients and heal
   const auto after = fixture.token("reader");
   REQUIRE(after.is_token());
   CHECK_FALSE(after.access_token == before.access_token);
-  CHECK(fixture.daemon().stderr_text().find("BXNIM0503E") != std::string::npos);
+  CHECK(fixture.daemon().stderr_text().find("service_error") != std::string::npos);
 }
 
 TEST_CASE("100 concurrent cold requests cause one IAM exchange per profile", "[daemon][single-flight]")
 {
   DaemonFixture fixture;
-  REQUIRE(fixture.sim_fault(R"({"target":"iam","mode":"slow","delay_ms":2000})").status == 204);
+  REQUIRE(fixture.sim_fault(R"({"target":"imds_iam_token","mode":"slow","delay_ms":2000})").status == 204);
   fixture.start();
 
   std::vector<int> fds;
@@ -351,7 +351,7 @@ TEST_CASE("100 concurrent cold requests cause one IAM exchange per profile", "[d
     CHECK(replies[i].access_token == replies[i % 2].access_token);
   }
   const auto stats = fixture.sim_stats();
-  CHECK(json_count(stats, "iam") == 2);
+  CHECK(json_count(stats, "imds_iam_token") == 2); // the default exchange: IMDS iam_token
   CHECK(json_count(stats, k_reader_id) == 1);
   CHECK(json_count(stats, k_deployer_id) == 1);
 }
@@ -383,7 +383,7 @@ TEST_CASE("SIGHUP reloads: unchanged profiles keep their tokens, new ones appear
   CHECK(json_count(stats, k_deployer_id) == 1);
   CHECK(json_count(stats, auditor_id) == 1);
 
-  fixture.write_text(R"({"profiles": [ {"name": "reader"} ]})");
+  fixture.write_text(R"({"exchange": "iam", "profiles": [ {"name": "reader"} ]})"); // no selector at IAM
   fixture.daemon().signal(SIGHUP);
   REQUIRE(fixture.daemon().wait_for_output("keeping the previous configuration", Process::Stream::err, 10s));
   CHECK(fixture.daemon().running());
@@ -451,7 +451,7 @@ TEST_CASE("SIGHUP with new endpoints sends new calls there and keeps the tokens 
   CHECK(fixture.token("auditor").is_token());
   CHECK(json_count(fixture.sim_stats(), "imds_token") == 1);
   CHECK(json_count(http("GET", second.url() + "/sim/stats").body, "imds_token") == 1);
-  CHECK(json_count(http("GET", second.url() + "/sim/stats").body, "iam") == 1);
+  CHECK(json_count(http("GET", second.url() + "/sim/stats").body, "imds_iam_token") == 1);
 }
 
 TEST_CASE("SIGTERM stops iamtokend with exit code 0 and removes its socket", "[daemon]")

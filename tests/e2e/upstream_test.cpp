@@ -18,11 +18,13 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <simdjson.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -785,4 +787,205 @@ TEST_CASE("destroying the upstream with calls in flight abandons them cleanly", 
   REQUIRE(calls == 0);
   // The control client still works on the same io_context.
   REQUIRE(rig.stats().imds_token == 1);
+}
+
+// --- following IBM's current services -----------------------------------------
+
+TEST_CASE("a profile with no selector asks IMDS for the instance's default trusted profile", "[upstream][e2e]")
+{
+  SECTION("the instance has a default")
+  {
+    Rig rig({"--default-profile", k_profile_id});
+    const Secret cr = rig.identity_token();
+    CloudUpstream imds(rig.io, rig.options(SourceType::imds, ExchangeType::imds));
+    const auto outcome = exchange(rig.io, imds, {"", "", ""}, cr);
+    REQUIRE(outcome.result.has_value());
+    REQUIRE(rig.stats().profile == 1); // minted for the default profile
+  }
+  SECTION("the instance has none: missing_field, definitive")
+  {
+    Rig rig;
+    const Secret cr = rig.identity_token();
+    CloudUpstream imds(rig.io, rig.options(SourceType::imds, ExchangeType::imds));
+    const auto outcome = exchange(rig.io, imds, {"", "", ""}, cr);
+    REQUIRE_FALSE(outcome.result.has_value());
+    REQUIRE(outcome.result.error().http_status == 400);
+    REQUIRE(outcome.result.error().code == "missing_field");
+    REQUIRE(outcome.result.error().definitive);
+  }
+}
+
+TEST_CASE("IAM's errorDetails reaches the error message", "[upstream][e2e]")
+{
+  Rig rig;
+  const Secret cr = rig.identity_token();
+  CloudUpstream iam(rig.io, rig.options(SourceType::imds, ExchangeType::iam));
+  const auto unknown = exchange(rig.io, iam, {"Profile-00000000-0000-4000-8000-00000000ffff", "", ""}, cr);
+  REQUIRE_FALSE(unknown.result.has_value());
+  INFO(unknown.result.error().message);
+  REQUIRE(unknown.result.error().message.find("no trusted profile with that profile_id trusts this compute resource")
+          != std::string::npos);
+}
+
+TEST_CASE("a redirect is never followed: a definitive error naming the Location", "[upstream][e2e]")
+{
+  Rig rig;
+  const Secret cr = rig.identity_token();
+  CloudUpstream iam(rig.io, rig.options(SourceType::imds, ExchangeType::iam));
+  CloudUpstream imds(rig.io, rig.options(SourceType::imds, ExchangeType::imds));
+  // The Location is the sim itself: following it would reach a working endpoint.
+  const auto before = rig.stats();
+  rig.fault(fmt::format(R"({{"target":"iam","mode":"redirect","status":307,"location":"{}/identity/token","count":1}})",
+                        rig.sim.url()));
+  const auto moved = exchange(rig.io, iam, {k_profile_id, "", ""}, cr);
+  REQUIRE_FALSE(moved.result.has_value());
+  REQUIRE(moved.result.error().http_status == 307);
+  REQUIRE(moved.result.error().definitive);
+  REQUIRE(moved.result.error().message.find("redirect to " + rig.sim.url() + "/identity/token")
+          != std::string::npos);
+  REQUIRE(rig.stats().iam == before.iam + 1); // one request, not two
+
+  rig.fault(R"({"target":"imds_iam_token","mode":"redirect","count":1})");
+  const auto imds_moved = exchange(rig.io, imds, {k_profile_id, "", ""}, cr);
+  REQUIRE_FALSE(imds_moved.result.has_value());
+  REQUIRE(imds_moved.result.error().http_status == 302);
+  REQUIRE(imds_moved.result.error().definitive);
+  REQUIRE(imds_moved.result.error().message.find("https://iam.elsewhere.invalid/identity/token") != std::string::npos);
+}
+
+TEST_CASE("an HTML error page is transient and keeps the request id from the headers", "[upstream][e2e]")
+{
+  Rig rig;
+  const Secret cr = rig.identity_token();
+  CloudUpstream iam(rig.io, rig.options(SourceType::imds, ExchangeType::iam));
+  CloudUpstream imds(rig.io, rig.options(SourceType::imds, ExchangeType::imds));
+  rig.fault(R"({"target":"all","mode":"html","status":502,"count":2})");
+  for (auto* upstream : {&iam, &imds}) {
+    const auto page = exchange(rig.io, *upstream, {k_profile_id, "", ""}, cr);
+    REQUIRE_FALSE(page.result.has_value());
+    const auto& error = page.result.error();
+    INFO(error.message);
+    REQUIRE(error.http_status == 502);
+    REQUIRE_FALSE(error.definitive);
+    REQUIRE(error.request_id.size() == 36); // the sim's uuid, from Transaction-Id / X-Request-Id
+    REQUIRE(error.message.find("request id " + error.request_id) != std::string::npos);
+  }
+}
+
+TEST_CASE("a token whose JWT exp comes before expires_in says carries its shorter JWT lifetime",
+          "[upstream][e2e]")
+{
+  Rig rig;
+  const Secret cr = rig.identity_token();
+  CloudUpstream imds(rig.io, rig.options(SourceType::imds, ExchangeType::imds));
+  rig.fault(R"({"target":"imds_iam_token","mode":"short_jwt","jwt_lifetime_s":7,"count":1})");
+  const auto outcome = exchange(rig.io, imds, {k_profile_id, "", ""}, cr);
+  REQUIRE(outcome.result.has_value());
+  REQUIRE(outcome.result->expires_in == std::chrono::seconds(k_iam_lifetime));
+  REQUIRE(outcome.result->jwt_lifetime == 7s);
+  REQUIRE(outcome.result->issued_at.has_value());
+}
+
+TEST_CASE("a JSON body without a JSON content type is accepted by the sim's IMDS", "[upstream][e2e]")
+{
+  Rig rig;
+  HttpRequest request;
+  request.method = "PUT";
+  request.url = rig.sim.url() + "/identity/v1/token?version=2025-08-26";
+  request.headers = {"Metadata-Flavor: ibm"}; // curl then sends its form content type
+  request.body = R"({"expires_in":60})";
+  const auto reply = run(rig.io, rig.http.request(std::move(request)));
+  REQUIRE(reply.has_value());
+  REQUIRE(reply->status == 200);
+  REQUIRE_FALSE(reply->request_id.empty()); // X-Request-Id
+}
+
+namespace {
+
+// openssl s_server on loopback with a self-signed certificate no CA vouches for.
+struct UntrustedTlsServer
+{
+  explicit UntrustedTlsServer(const TempDir& dir)
+  {
+    const auto key = (dir / "key.pem").string();
+    const auto cert = (dir / "cert.pem").string();
+    {
+      iamtok::test::Process make_cert({"/usr/bin/openssl",
+                                       {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                                        "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+                                        "-days", "2"},
+                                       {},
+                                       {}});
+      REQUIRE(make_cert.wait(30s) == 0);
+    }
+    server.emplace(iamtok::test::ProcessOptions{
+      "/usr/bin/openssl", {"s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key", key, "-www"}, {}, {}});
+    REQUIRE(server->wait_for_output("ACCEPT 127.0.0.1:", iamtok::test::Process::Stream::out, 30s));
+    const auto text = server->stdout_text();
+    const auto at = text.find("ACCEPT 127.0.0.1:") + std::string_view("ACCEPT 127.0.0.1:").size();
+    url = "https://127.0.0.1:" + std::to_string(std::stoi(text.substr(at)));
+  }
+
+  std::optional<iamtok::test::Process> server;
+  std::string url;
+};
+
+} // namespace
+
+TEST_CASE("a certificate that does not verify is definitive, with curl's reason", "[upstream][e2e]")
+{
+  if (!std::filesystem::exists("/usr/bin/openssl")) {
+    WARN("no /usr/bin/openssl: skipped");
+    return;
+  }
+  TempDir dir;
+  UntrustedTlsServer tls(dir);
+  asio::io_context io;
+  Options options;
+  options.source = SourceType::imds;
+  options.exchange = ExchangeType::iam;
+  options.iam_endpoint = tls.url;
+  options.timeout = 10s;
+  ScopedEnv https_proxy{"https_proxy", nullptr};
+  ScopedEnv https_proxy_upper{"HTTPS_PROXY", nullptr};
+  CloudUpstream upstream(io, options);
+  const auto outcome = exchange(io, upstream, {k_profile_id, "", ""}, Secret("cr.token.value"));
+  REQUIRE_FALSE(outcome.result.has_value());
+  const auto& error = outcome.result.error();
+  INFO(error.message);
+  REQUIRE(error.failure == Failure::transport);
+  REQUIRE(error.definitive);
+  REQUIRE(error.message.find("certificate") != std::string::npos); // curl's own words
+  REQUIRE(error.message.find("cr.token.value") == std::string::npos);
+}
+
+TEST_CASE("the connect timeout is the configured one", "[upstream][e2e]")
+{
+  // A listening socket whose backlog is full never completes a connect: a
+  // backlog of 0 plus one connection already queued.
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  acceptor.listen(0);
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> fillers;
+  for (int i = 0; i < 4; ++i) {
+    auto socket = std::make_unique<asio::ip::tcp::socket>(io);
+    socket->open(asio::ip::tcp::v4());
+    socket->non_blocking(true);
+    std::error_code ignored;
+    socket->connect(acceptor.local_endpoint(), ignored);
+    fillers.push_back(std::move(socket));
+  }
+  Options options;
+  options.source = SourceType::imds;
+  options.imds_endpoint = "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  options.timeout = 20s;
+  options.connect_timeout = 1s;
+  CloudUpstream upstream(io, options);
+  const auto outcome = fetch(io, upstream);
+  REQUIRE_FALSE(outcome.result.has_value());
+  INFO(outcome.result.error().message);
+  REQUIRE(outcome.result.error().failure == Failure::timeout);
+  // Cut by the 1 s connect timeout, long before the 20 s request timeout.
+  REQUIRE(outcome.elapsed >= 900ms);
+  REQUIRE(outcome.elapsed < 15s);
 }

@@ -96,11 +96,12 @@ TEST_CASE("a config with only profiles gets every documented default")
   CHECK(config.source.imds.version == "2025-08-26");
   CHECK(config.source.imds.token_lifetime == std::chrono::seconds(300));
   CHECK(config.source.file.path.empty());
-  CHECK(config.exchange == Exchange::iam);
+  CHECK(config.exchange == Exchange::imds);
   CHECK(config.iam.endpoint == "https://iam.cloud.ibm.com");
   CHECK(config.refresh.at_fraction == 0.8);
   CHECK(config.refresh.min_valid == std::chrono::seconds(60));
   CHECK(config.refresh.timeout == std::chrono::seconds(10));
+  CHECK(config.refresh.connect_timeout == std::chrono::seconds(2));
   REQUIRE(config.profiles.size() == 1);
   CHECK(config.profiles[0].name == "reader");
   CHECK(config.profiles[0].profile_id == "Profile-1");
@@ -372,23 +373,31 @@ TEST_CASE("the profile list is required and not empty")
 
 TEST_CASE("a profile names its trusted profile by id, name or CRN")
 {
-  CHECK(valid(R"({"profiles": [{"name": "p", "profile_id": "a", "profile_name": "b", "profile_crn": "c"}]})")
+  CHECK(valid(R"({"exchange": "iam", "profiles": [{"name": "p", "profile_id": "a", "profile_name": "b", "profile_crn": "c"}]})")
           .profiles[0]
           .profile_name
         == "b");
-  CHECK(problem(R"({"profiles": [{"name": "p"}]})")
-        == "profiles[0]: needs one of profile_id, profile_name, profile_crn");
+  CHECK(problem(R"({"exchange": "iam", "profiles": [{"name": "p"}]})")
+        == "profiles[0]: needs one of profile_id, profile_name, profile_crn (the IAM exchange has no default "
+           "trusted profile)");
+  // The exchange may come after the profiles: the check waits for it.
+  CHECK(problem(R"({"profiles": [{"name": "p"}], "source": {"type": "file"}})")
+        == "profiles[0]: needs one of profile_id, profile_name, profile_crn (the IAM exchange has no default "
+           "trusted profile)");
   CHECK(problem(R"({"profiles": [{"name": "p", "profile_id": ""}]})") == "profiles[0].profile_id: must not be empty");
 }
 
-TEST_CASE("exchange imds takes exactly one identifier per profile and an imds source")
+TEST_CASE("exchange imds takes at most one identifier per profile and an imds source")
 {
   CHECK(valid(R"({"exchange": "imds", "profiles": [{"name": "p", "profile_crn": "crn:v1:x"}]})").exchange
         == Exchange::imds);
   CHECK(problem(R"({"exchange": "imds", "profiles": [{"name": "p", "profile_id": "a", "profile_name": "b"}]})")
-        == R"(profiles[0]: with "exchange": "imds" give exactly one of profile_id, profile_name, profile_crn)");
-  // The same profile is fine with the default exchange at IAM.
-  CHECK(problems(R"({"profiles": [{"name": "p", "profile_id": "a", "profile_name": "b"}]})").empty());
+        == R"(profiles[0]: with "exchange": "imds" give at most one of profile_id, profile_name, profile_crn )"
+           R"((none: the instance's default trusted profile))");
+  // The default exchange with an imds source is imds too.
+  CHECK(!problems(R"({"profiles": [{"name": "p", "profile_id": "a", "profile_name": "b"}]})").empty());
+  // The same profile is fine with the exchange at IAM.
+  CHECK(problems(R"({"exchange": "iam", "profiles": [{"name": "p", "profile_id": "a", "profile_name": "b"}]})").empty());
   CHECK(problem(R"({"exchange": "imds", "source": {"type": "file"}, "profiles": [{"name": "p", "profile_id": "a"}]})")
         == R"(exchange: "imds" needs an imds source (source.type is "file"))");
   CHECK(problem(with_profile(R"("exchange": "sts")")) == R"(exchange: must be "iam" or "imds" (is "sts"))");
@@ -510,7 +519,7 @@ TEST_CASE("a JSON syntax error or a duplicate key is a single problem")
 
 TEST_CASE("check-config summary lines say how each profile is identified and who may use it")
 {
-  const auto config = valid(R"({"profiles": [
+  const auto config = valid(R"({"exchange": "iam", "profiles": [
     {"name": "reader", "profile_id": "Profile-1", "allow": {"users": ["app"], "groups": ["iamtoken"], "uids": [7]}},
     {"name": "deployer", "profile_name": "ci", "profile_crn": "crn:v1:x"},
     {"name": "root-only", "profile_id": "Profile-2", "allow": {}}]})");
@@ -520,6 +529,56 @@ TEST_CASE("check-config summary lines say how each profile is identified and who
           R"(deployer: profile_name "ci", profile_crn "crn:v1:x"; allowed: any caller that can open the socket)",
           R"(root-only: profile_id "Profile-2"; allowed: root, the daemon's user)",
         });
+}
+
+TEST_CASE("the exchange defaults to imds with an imds source and to iam with a file source")
+{
+  CHECK(valid(R"({"profiles": [{"name": "p", "profile_id": "a"}]})").exchange == Exchange::imds);
+  CHECK(valid(R"({"source": {"type": "file"}, "profiles": [{"name": "p", "profile_id": "a"}]})").exchange
+        == Exchange::iam);
+  CHECK(valid(R"({"exchange": "iam", "profiles": [{"name": "p", "profile_id": "a"}]})").exchange == Exchange::iam);
+}
+
+TEST_CASE("a profile with no selector asks IMDS for the instance's default trusted profile")
+{
+  const auto config = valid(R"({"profiles": [{"name": "default"}]})");
+  REQUIRE(config.exchange == Exchange::imds);
+  CHECK(config.profiles[0].profile_id.empty());
+  CHECK(config.profiles[0].profile_name.empty());
+  CHECK(config.profiles[0].profile_crn.empty());
+  CHECK(summary_line(config.profiles[0])
+        == "default: the instance's default trusted profile; allowed: any caller that can open the socket");
+}
+
+TEST_CASE("exchange iam with an imds source loads with a deprecation warning, and only then")
+{
+  TempDir dir;
+  const auto deprecated =
+    load_config(dir.write("a.json", R"({"exchange": "iam", "profiles": [{"name": "p", "profile_id": "a"}]})"),
+                k_names, ::geteuid());
+  REQUIRE(deprecated);
+  REQUIRE(deprecated->warnings.size() == 1);
+  CHECK(deprecated->warnings[0].path == "exchange");
+  CHECK(deprecated->warnings[0].message.find("deprecates") != std::string::npos);
+  for (const auto* text : {R"({"profiles": [{"name": "p", "profile_id": "a"}]})",
+                           R"({"exchange": "imds", "profiles": [{"name": "p", "profile_id": "a"}]})",
+                           R"({"source": {"type": "file"}, "exchange": "iam", "profiles": [{"name": "p", "profile_id": "a"}]})"}) {
+    const auto loaded = load_config(dir.write("b.json", text), k_names, ::geteuid());
+    REQUIRE(loaded);
+    CHECK(loaded->warnings.empty());
+  }
+}
+
+TEST_CASE("refresh.connect_timeout_s defaults to 2 and lies in 1 to 60")
+{
+  CHECK(valid(with_profile(R"("refresh": {"connect_timeout_s": 1})")).refresh.connect_timeout.count() == 1);
+  CHECK(valid(with_profile(R"("refresh": {"connect_timeout_s": 60})")).refresh.connect_timeout.count() == 60);
+  CHECK(problem(with_profile(R"("refresh": {"connect_timeout_s": 0})"))
+        == "refresh.connect_timeout_s: must be between 1 and 60 (is 0)");
+  CHECK(problem(with_profile(R"("refresh": {"connect_timeout_s": 61})"))
+        == "refresh.connect_timeout_s: must be between 1 and 60 (is 61)");
+  CHECK(problem(with_profile(R"("refresh": {"connect_timeout_s": 2.5})"))
+        == "refresh.connect_timeout_s: must be an integer");
 }
 
 TEST_CASE("loading a file reads and validates it")

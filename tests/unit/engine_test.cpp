@@ -254,7 +254,7 @@ TEST_CASE("A CR token fetch failure fails the attempt and is the source's last e
 
 // --- refresh ahead --------------------------------------------------------------
 
-TEST_CASE("A token is refreshed at at_fraction of its lifetime from the reply's arrival, jittered by at most 5 %")
+TEST_CASE("A token is refreshed at at_fraction of its lifetime from when its request was sent, jittered by at most 5 %")
 {
   const double u = GENERATE(0.0, 0.5, 0.999999);
   Rig rig;
@@ -267,9 +267,10 @@ TEST_CASE("A token is refreshed at at_fraction of its lifetime from the reply's 
 
   const Duration expected = refresh_delay(3600s, 0.8, u);
   REQUIRE(seconds_of(expected) == Approx(0.8 * 3600 * (1.0 + 0.05 * (2 * u - 1))));
+  // The exchange was sent at the start: its 5 s in flight count.
   REQUIRE(profile_status(engine.status(), "a").refresh_at
-          == FakeClock::k_unix_start + 5 + std::chrono::ceil<std::chrono::seconds>(expected).count());
-  rig.timers.advance(expected - 1ms);
+          == FakeClock::k_unix_start + std::chrono::ceil<std::chrono::seconds>(expected).count());
+  rig.timers.advance(expected - 5s - 1ms);
   REQUIRE(rig.upstream.open_exchanges() == 0);
   REQUIRE(state_of(engine, "a") == State::fresh);
   rig.timers.advance(1ms);
@@ -287,17 +288,17 @@ TEST_CASE("Over two days refreshes stay within 0.95 to 1.05 of at_fraction times
   engine.start();
   rig.timers.advance(48h);
 
-  // From a reply's arrival (one latency after its exchange call) to the
+  // From an exchange call (the lifetime counts from when it was sent) to the
   // first call of the next attempt (a CR token fetch or the exchange).
   std::vector<double> delays;
-  std::optional<TimePoint> reply;
+  std::optional<TimePoint> sent;
   for (const auto& call : rig.upstream.history) {
-    if (reply) {
-      delays.push_back(seconds_of(call.at - *reply));
-      reply.reset();
+    if (sent) {
+      delays.push_back(seconds_of(call.at - *sent));
+      sent.reset();
     }
     if (call.is_exchange) {
-      reply = call.at + 250ms;
+      sent = call.at;
     }
   }
   REQUIRE(delays.size() > 50);
@@ -679,7 +680,7 @@ TEST_CASE("An expired token is never handed out, even with min_valid 0")
   REQUIRE(is_error(answer, TokenError::Code::unavailable));
 }
 
-TEST_CASE("A grant reports whole seconds left and a Unix expiry fixed when the token arrived")
+TEST_CASE("A grant reports whole seconds left and a Unix expiry fixed from when the request was sent")
 {
   Rig rig;
   auto& engine = rig.make({spec("a", "A")});
@@ -689,8 +690,8 @@ TEST_CASE("A grant reports whole seconds left and a Unix expiry fixed when the t
   REQUIRE(rig.upstream.complete_exchange(issued("t1", 100s)));
   rig.timers.advance(1500ms);
   auto answer = ask(engine, "a", 0s);
-  REQUIRE(answer->value()->expires_in == 98); // 98.5 s left
-  // Arrived at Unix start + 0.3 s with 100 s to live.
+  REQUIRE(answer->value()->expires_in == 98); // 98.2 s left
+  // Sent at Unix start with 100 s to live (it arrived 0.3 s later).
   REQUIRE(answer->value()->expires_at == FakeClock::k_unix_start + 100);
   rig.timers.advance(700ms);
   auto later = ask(engine, "a", 0s);
@@ -1070,4 +1071,142 @@ TEST_CASE("BootClock counts forward")
   const auto b = BootClock::now();
   REQUIRE(a.time_since_epoch() > Duration::zero());
   REQUIRE(b >= a);
+}
+
+// --- lifetimes: from the request's sending, bounded by the JWT ---------------
+
+namespace {
+
+UpstreamResult issued_jwt(std::string token, std::chrono::seconds expires_in, std::chrono::seconds jwt_lifetime)
+{
+  IssuedToken t{Secret(std::move(token)), expires_in};
+  t.jwt_lifetime = jwt_lifetime;
+  t.issued_at = FakeClock::k_unix_start;
+  return t;
+}
+
+} // namespace
+
+TEST_CASE("A token's lifetime counts from when its exchange was sent, not from the reply")
+{
+  Rig rig;
+  auto& engine = rig.make({spec("a", "A")});
+  engine.start();
+  REQUIRE(rig.upstream.complete_cr(issued("cr-1", 3600s)));
+  rig.timers.advance(8s); // a slow IAM: 8 s in flight
+  REQUIRE(rig.upstream.complete_exchange(issued("t1", 20s)));
+  auto answer = ask(engine, "a", 0s);
+  REQUIRE(has_token(answer, "t1"));
+  REQUIRE(answer->value()->expires_in == 12);
+  REQUIRE(answer->value()->expires_at == FakeClock::k_unix_start + 20);
+  rig.timers.advance(12s);
+  REQUIRE_FALSE(has_token(ask(engine, "a", 0s), "t1")); // expired 20 s after sending
+}
+
+TEST_CASE("A JWT whose exp - iat is shorter than expires_in lives only exp - iat")
+{
+  Rig rig;
+  rig.random.fallback = 0.5; // no jitter
+  auto& engine = rig.make({spec("a", "A")});
+  engine.start();
+  REQUIRE(rig.upstream.complete_cr(issued("cr-1", 3600s)));
+  REQUIRE(rig.upstream.complete_exchange(issued_jwt("t1", 3600s, 10s)));
+  auto answer = ask(engine, "a", 0s);
+  REQUIRE(has_token(answer, "t1"));
+  REQUIRE(answer->value()->expires_in == 10);
+  REQUIRE(answer->value()->expires_at == FakeClock::k_unix_start + 10);
+  // Refreshed at 0.8 of 10 s, not of 3600 s.
+  rig.timers.advance(7999ms);
+  REQUIRE(rig.upstream.open_exchanges() == 0);
+  rig.timers.advance(1ms);
+  REQUIRE(rig.upstream.open_exchanges() == 1);
+  // The longer of the two never wins: expires_in 5 s with a 3600 s JWT.
+  REQUIRE(rig.upstream.complete_exchange(issued_jwt("t2", 5s, 3600s)));
+  REQUIRE(ask(engine, "a", 0s)->value()->expires_in == 5);
+}
+
+TEST_CASE("The CR token's lifetime also counts from sending and is bounded by its JWT")
+{
+  Rig rig;
+  auto& engine = rig.make({spec("a", "A")});
+  engine.start();
+  rig.timers.advance(2s);
+  REQUIRE(rig.upstream.complete_cr(issued_jwt("cr-1", 3600s, 100s)));
+  REQUIRE(engine.status().source.expires_at == FakeClock::k_unix_start + 100);
+}
+
+TEST_CASE("A token that expired while its reply was in flight is a failure, not a token")
+{
+  Rig rig;
+  auto& engine = rig.make({spec("a", "A")});
+  engine.start();
+  REQUIRE(rig.upstream.complete_cr(issued("cr-1", 3600s)));
+  rig.timers.advance(6s);
+  REQUIRE(rig.upstream.complete_exchange(issued("t1", 5s)));
+  const auto status = profile_status(engine.status(), "a");
+  REQUIRE(status.state == State::failed);
+  REQUIRE(status.last_error);
+  REQUIRE(status.last_error->failure == Failure::malformed);
+}
+
+// --- a new CR token file brings the retry forward ---------------------------
+
+TEST_CASE("cr_token_changed retries at once the profiles backing off on a rejected or unreadable CR token")
+{
+  Rig rig;
+  rig.upstream.per_exchange = true; // the pod's file source
+  auto& engine = rig.make({spec("rejected", "A"), spec("unreadable", "B"), spec("busy", "C")});
+  engine.start();
+  // Three file reads at once: A's is rejected by IAM (twice: once more with
+  // a fresh read), B's cannot be read, C's gets a 503.
+  REQUIRE(rig.upstream.complete_cr(issued("cr-bad", 0s)));
+  UpstreamError unreadable;
+  unreadable.failure = Failure::source;
+  unreadable.message = "CR token file /x is empty";
+  REQUIRE(rig.upstream.complete_cr(failed(unreadable)));
+  REQUIRE(rig.upstream.complete_cr(issued("cr-bad", 0s)));
+  REQUIRE(rig.upstream.complete_exchange(failed(http_error(401, "BXNIM0407E")), "A"));
+  REQUIRE(rig.upstream.complete_cr(issued("cr-bad", 0s)));
+  REQUIRE(rig.upstream.complete_exchange(failed(http_error(401, "BXNIM0407E")), "A"));
+  REQUIRE(rig.upstream.complete_exchange(failed(http_error(503)), "C"));
+  REQUIRE(rig.upstream.open.empty());
+  for (const auto* name : {"rejected", "unreadable", "busy"}) {
+    REQUIRE(profile_status(engine.status(), name).state == State::failed);
+  }
+  const auto reads = rig.upstream.cr_fetches();
+
+  // Nothing retries early on its own ...
+  rig.timers.advance(100ms);
+  REQUIRE(rig.upstream.cr_fetches() == reads);
+  // ... until the file changes: A and B read it again at once, C keeps its backoff.
+  engine.cr_token_changed();
+  REQUIRE(rig.upstream.cr_fetches() == reads + 2);
+  REQUIRE(rig.upstream.complete_cr(issued("cr-good", 0s)));
+  REQUIRE(rig.upstream.complete_cr(issued("cr-good", 0s)));
+  REQUIRE(rig.upstream.complete_exchange(issued("a-1", 3600s), "A"));
+  REQUIRE(rig.upstream.complete_exchange(issued("b-1", 3600s), "B"));
+  REQUIRE(has_token(ask(engine, "rejected", 0s), "a-1"));
+  REQUIRE(has_token(ask(engine, "unreadable", 0s), "b-1"));
+  REQUIRE(profile_status(engine.status(), "busy").state == State::failed);
+  REQUIRE(rig.upstream.open.empty());
+
+  // A fresh profile is not refreshed early by a change either.
+  engine.cr_token_changed();
+  REQUIRE(rig.upstream.open.empty());
+}
+
+TEST_CASE("cr_token_changed does nothing before start and after stop")
+{
+  Rig rig;
+  rig.upstream.per_exchange = true;
+  auto& engine = rig.make({spec("a", "A")});
+  engine.cr_token_changed();
+  REQUIRE(rig.upstream.history.empty());
+  engine.start();
+  UpstreamError unreadable;
+  unreadable.failure = Failure::source;
+  REQUIRE(rig.upstream.complete_cr(failed(unreadable)));
+  engine.stop();
+  engine.cr_token_changed();
+  REQUIRE(rig.upstream.open.empty());
 }

@@ -391,8 +391,6 @@ TEST_CASE("IMDS rejects bad token requests with the documented status and code",
   no_flavor.headers.erase(no_flavor.headers.begin());
   auto wrong_flavor = imds_token_request();
   wrong_flavor.headers[0].value = "Google";
-  auto wrong_type = imds_token_request();
-  wrong_type.headers[2].value = "text/plain";
   auto get = imds_token_request();
   get.method = "GET";
 
@@ -401,12 +399,12 @@ TEST_CASE("IMDS rejects bad token requests with the documented status and code",
     {imds_token_request("/identity/v1/token"), 400, "missing_field"},
     {imds_token_request("/identity/v1/token?version=latest"), 400, "invalid_value"},
     {imds_token_request("/identity/v1/token?version=2025-02-30"), 400, "invalid_value"},
-    {imds_token_request("/identity/v1/token?version=2020-01-01"), 400, "invalid_value"},
+    {imds_token_request("/identity/v1/token?version=2020-01-01"), 400, "invalid_version_range"},
+    {imds_token_request("/identity/v1/token?version=2022-02-28"), 400, "invalid_version_range"},
     {imds_token_request("/identity/v1/token?version=2026-11-24"), 400, "invalid_value"},
     {imds_token_request("/identity/v1/token?version=%zz"), 400, "invalid_request"},
     {no_flavor, 400, "missing_value"},
     {wrong_flavor, 400, "invalid_value"},
-    {wrong_type, 400, "invalid_request"},
     {get, 405, "method_not_allowed"},
     {imds_token_request("/identity/v1/token?version=2025-08-26", R"({"expires_in": 4})"), 400, "invalid_value"},
     {imds_token_request("/identity/v1/token?version=2025-08-26", R"({"expires_in": 3601})"), 400, "invalid_value"},
@@ -475,6 +473,45 @@ TEST_CASE("IMDS iam_token accepts what go-sdk-core sends: no Metadata-Flavor, ol
   CHECK(f.access_token_profile(f.respond(request)) == k_reader_id);
 }
 
+TEST_CASE("IMDS takes a JSON body whatever its Content-Type says, as the real service does", "[sim][imds]")
+{
+  Fixture f;
+  for (const std::string type : {"text/plain", "application/x-www-form-urlencoded"}) {
+    auto request = imds_token_request("/identity/v1/token?version=2025-08-26", R"({"expires_in": 600})");
+    request.headers[2].value = type;
+    const auto response = f.respond(request);
+    INFO(type);
+    CHECK(response.status == 200);
+  }
+  // Still JSON: a form body is not.
+  auto form = imds_token_request("/identity/v1/token?version=2025-08-26", "expires_in=600");
+  form.headers[2].value = "application/x-www-form-urlencoded";
+  CHECK(f.respond(form).status == 400);
+}
+
+TEST_CASE("IMDS and IAM replies carry the request id in X-Request-Id and Transaction-Id", "[sim]")
+{
+  Fixture f;
+  const auto header = [](const Response& r, std::string_view name) {
+    for (const auto& h : r.headers) {
+      if (h.name == name) {
+        return h.value;
+      }
+    }
+    return std::string();
+  };
+  const auto bad = f.respond(imds_token_request("/identity/v1/token?version=2020-01-01"));
+  REQUIRE(bad.status == 400);
+  REQUIRE(error_code(bad) == "invalid_version_range");
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  REQUIRE(parser.parse(bad.body).get(root) == simdjson::SUCCESS);
+  std::string_view trace;
+  REQUIRE(root["trace"].get(trace) == simdjson::SUCCESS);
+  CHECK(header(bad, "X-Request-Id") == trace);
+  CHECK_FALSE(header(f.respond(imds_token_request()), "X-Request-Id").empty());
+}
+
 TEST_CASE("IMDS iam_token without a profile uses the default profile, and fails without one", "[sim][imds]")
 {
   SECTION("no default profile linked")
@@ -484,7 +521,7 @@ TEST_CASE("IMDS iam_token without a profile uses the default profile, and fails 
     for (const std::string body : {"", "{}"}) {
       const auto response = f.respond(imds_iam_request(token, body));
       CHECK(response.status == 400);
-      CHECK(error_code(response) == "profile_not_linked");
+      CHECK(error_code(response) == "missing_field"); // as IMDS answers without a default
     }
   }
   SECTION("a default profile linked")
@@ -870,4 +907,61 @@ TEST_CASE("the command line has documented defaults and refuses non-loopback lis
   CHECK_FALSE(parse({"--bogus"}).has_value());
   CHECK(parse({"--help"})->help);
   CHECK(usage().find("Profile-00000000-0000-4000-8000-000000000002  deployer") != std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// Faults that follow what sits in front of the real services
+
+TEST_CASE("the redirect, html and short_jwt faults answer as documented", "[sim][faults]")
+{
+  Fixture f;
+  const auto token = f.identity_token();
+  const auto header = [](const Response& r, std::string_view name) {
+    for (const auto& h : r.headers) {
+      if (h.name == name) {
+        return h.value;
+      }
+    }
+    return std::string();
+  };
+  const auto by_id = fmt::format(R"({{"trusted_profile": {{"id": "{}"}}}})", k_reader_id);
+
+  FaultRule redirect;
+  redirect.mode = FaultMode::redirect;
+  redirect.status = 307;
+  redirect.location = "https://elsewhere.invalid/x";
+  redirect.remaining = 1;
+  f.sim.set_fault(Target::imds_iam_token, redirect);
+  const auto moved = f.respond(imds_iam_request(token, by_id));
+  CHECK(moved.status == 307);
+  CHECK(header(moved, "Location") == "https://elsewhere.invalid/x");
+
+  FaultRule html;
+  html.mode = FaultMode::html;
+  html.status = 502;
+  html.remaining = 1;
+  f.sim.set_fault(Target::imds_iam_token, html);
+  const auto page = f.respond(imds_iam_request(token, by_id));
+  CHECK(page.status == 502);
+  CHECK(page.content_type == "text/html");
+  CHECK(page.body.starts_with("<html>"));
+  CHECK_FALSE(header(page, "X-Request-Id").empty());
+
+  FaultRule short_jwt;
+  short_jwt.mode = FaultMode::short_jwt;
+  short_jwt.jwt_lifetime = std::chrono::seconds(5);
+  short_jwt.remaining = 1;
+  f.sim.set_fault(Target::imds_iam_token, short_jwt);
+  const auto reply = f.respond(imds_iam_request(token, by_id));
+  REQUIRE(reply.status == 200);
+  Body body(reply.body);
+  CHECK(body.integer("/expires_in") == 3600);
+  const auto claims = verify_token(TokenKind::access, body.string("/access_token"), unix_seconds(f.clock.now));
+  REQUIRE(claims.has_value());
+  CHECK(claims->exp - claims->iat == 5);
+  // Only the one request: the next token is whole again.
+  Body next(f.respond(imds_iam_request(token, by_id)).body);
+  const auto whole = verify_token(TokenKind::access, next.string("/access_token"), unix_seconds(f.clock.now));
+  REQUIRE(whole.has_value());
+  CHECK(whole->exp - whole->iat == 3600);
 }

@@ -144,7 +144,126 @@ TEST_CASE("an IAM error body gives its errorCode, requestId and message")
   REQUIRE_FALSE(error.cr_token_rejected);
   REQUIRE_FALSE(error.retry_after.has_value());
   REQUIRE(error.message
-          == "IAM answered HTTP 400 BXNIM0398E: Selected trusted profile not eligible. (request id req-42)");
+          == "IAM answered HTTP 400 BXNIM0398E: Selected trusted profile not eligible. (x) (request id req-42)");
+}
+
+TEST_CASE("IAM's errorDetails is kept, bounded and sanitized, never with a token")
+{
+  const std::string details = "The given token with identifier 'tok2iks1:ns:sa:pod' is not permitted\\n\\u0007to "
+                              "assume the indicated trusted profile; token " + k_token + " " + std::string(500, 'y');
+  const std::string body = R"({"errorCode":"BXNIM0398E","errorMessage":"Selected trusted profile not eligible.",)"
+                           R"("errorDetails":")" + details + R"(","context":{"requestId":"req-7"}})";
+  const auto error = parse_error_reply(Call::iam_token, 400, body, "", k_now);
+  INFO(error.message);
+  REQUIRE(error.message.find("identifier 'tok2iks1:ns:sa:pod' is not permitted") != std::string::npos);
+  REQUIRE(error.message.find("to assume the indicated trusted profile") != std::string::npos);
+  REQUIRE_FALSE(mentions_token(error.message));
+  REQUIRE(error.message.find('\n') == std::string::npos);
+  REQUIRE(error.message.find('\a') == std::string::npos);
+  REQUIRE(error.message.size() < 600);
+  REQUIRE(error.request_id == "req-7");
+}
+
+TEST_CASE("without a JSON body the request id comes from X-Request-Id or Transaction-Id")
+{
+  const std::string page = "<html><body>502 Bad Gateway</body></html>";
+  const auto imds = parse_error_reply(Call::imds_iam_token, 502, page, ReplyHeaders{"", "trace-77", ""}, k_now);
+  REQUIRE(imds.request_id == "trace-77");
+  REQUIRE(imds.message.find("request id trace-77") != std::string::npos);
+  REQUIRE_FALSE(imds.definitive);
+  // The body's own id wins over the header.
+  const auto iam = parse_error_reply(Call::iam_token, 400, R"({"errorCode":"BXNIM0398E","context":{"requestId":"body-1"}})",
+                                     ReplyHeaders{"", "header-1", ""}, k_now);
+  REQUIRE(iam.request_id == "body-1");
+  // A header value is sanitized like the body's.
+  REQUIRE_FALSE(mentions_token(
+    parse_error_reply(Call::iam_token, 500, "", ReplyHeaders{"", k_token, ""}, k_now).request_id));
+}
+
+TEST_CASE("a 3xx is a definitive error naming its Location: redirects are never followed")
+{
+  for (const int status : {301, 302, 303, 307, 308}) {
+    INFO(status);
+    REQUIRE(is_definitive_status(status));
+    const auto error =
+      parse_error_reply(Call::iam_token, status, "", ReplyHeaders{"", "", "https://elsewhere.example/identity/token"}, k_now);
+    REQUIRE(error.definitive);
+    REQUIRE_FALSE(error.cr_token_rejected);
+    REQUIRE(error.message.find("redirect to https://elsewhere.example/identity/token") != std::string::npos);
+    REQUIRE(error.message.find("not followed") != std::string::npos);
+  }
+}
+
+namespace {
+
+std::string base64url(std::string_view text)
+{
+  static constexpr std::string_view k_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t buffer = 0;
+  int bits = 0;
+  for (const char c : text) {
+    buffer = (buffer << 8) | static_cast<unsigned char>(c);
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(k_alphabet[(buffer >> bits) & 0x3F]);
+    }
+  }
+  if (bits > 0) {
+    out.push_back(k_alphabet[(buffer << (6 - bits)) & 0x3F]);
+  }
+  return out;
+}
+
+std::string jwt(std::string_view payload)
+{
+  return base64url(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url(payload) + "." + base64url("signature-bytes");
+}
+
+} // namespace
+
+TEST_CASE("a JWT's exp and iat are decoded from its payload, and nothing else is needed")
+{
+  REQUIRE(jwt_times(jwt(R"({"sub":"x","iat":1795420800,"exp":1795424400})"))->exp == 1795424400);
+  REQUIRE(jwt_times(jwt(R"({"sub":"x","iat":1795420800,"exp":1795424400})"))->iat == 1795420800);
+  REQUIRE_FALSE(jwt_times(jwt(R"({"sub":"x","exp":1795424400})")).has_value());
+  REQUIRE_FALSE(jwt_times(jwt(R"({"iat":"soon","exp":1795424400})")).has_value());
+  REQUIRE_FALSE(jwt_times(jwt("not json")).has_value());
+  REQUIRE_FALSE(jwt_times("opaque-token").has_value());
+  REQUIRE_FALSE(jwt_times("a.b").has_value());
+  REQUIRE_FALSE(jwt_times("a.b!c.d").has_value());
+  REQUIRE_FALSE(jwt_times("a.*.c").has_value());
+}
+
+TEST_CASE("a token reply that is a JWT carries exp - iat and iat; exp not after iat is malformed")
+{
+  const auto token = jwt(R"({"iat":1795420800,"exp":1795420805})");
+  const auto reply = parse_token_reply(Call::iam_token, R"({"access_token":")" + token + R"(","expires_in":3600})");
+  REQUIRE(reply.has_value());
+  REQUIRE(reply->expires_in == std::chrono::seconds(3600));
+  REQUIRE(reply->jwt_lifetime == std::chrono::seconds(5));
+  REQUIRE(reply->issued_at == 1795420800);
+
+  const auto opaque = parse_token_reply(Call::iam_token, R"({"access_token":"opaque","expires_in":3600})");
+  REQUIRE(opaque.has_value());
+  REQUIRE_FALSE(opaque->jwt_lifetime.has_value());
+
+  const auto backwards = jwt(R"({"iat":1795420800,"exp":1795420800})");
+  const auto bad = parse_token_reply(Call::iam_token, R"({"access_token":")" + backwards + R"(","expires_in":3600})");
+  REQUIRE_FALSE(bad.has_value());
+  REQUIRE(bad.error().failure == Failure::malformed);
+  REQUIRE(bad.error().message.find(backwards) == std::string::npos);
+}
+
+TEST_CASE("an iat more than 5 minutes from the local clock is clock skew, either way")
+{
+  REQUIRE(k_max_clock_skew == std::chrono::seconds(300));
+  REQUIRE_FALSE(is_clock_skewed(k_now, k_now));
+  REQUIRE_FALSE(is_clock_skewed(k_now + 300, k_now));
+  REQUIRE_FALSE(is_clock_skewed(k_now - 300, k_now));
+  REQUIRE(is_clock_skewed(k_now + 301, k_now));
+  REQUIRE(is_clock_skewed(k_now - 301, k_now));
 }
 
 TEST_CASE("IAM rejecting the CR token marks the error cr_token_rejected")
@@ -237,7 +356,7 @@ TEST_CASE("statuses are definitive or transient as the engine needs")
     int status;
     bool definitive;
   };
-  for (const auto row : {Row{400, true}, Row{401, true}, Row{403, true}, Row{404, true}, Row{408, false},
+  for (const auto row : {Row{301, true}, Row{302, true}, Row{307, true}, Row{400, true}, Row{401, true}, Row{403, true}, Row{404, true}, Row{408, false},
                          Row{429, false}, Row{500, false}, Row{501, true}, Row{502, false}, Row{503, false},
                          Row{504, false}}) {
     INFO(row.status);
@@ -360,6 +479,24 @@ TEST_CASE("a missing, empty or oversized CR-token file is a source error naming 
     REQUIRE(result.error().message.find(says) != std::string::npos);
     REQUIRE(result.error().message.find("aaaa") == std::string::npos);
   }
+}
+
+TEST_CASE("without a configured path an unreadable or empty default file does not hide a good one")
+{
+  TempDir dir;
+  const auto first = dir.file("vault-token");
+  std::filesystem::create_directory(first); // exists, opens, but read() fails even for root
+  const auto second = dir.write("sa-token", "\n");
+  const auto third = dir.write("token", "third.token\n");
+  const std::vector<std::string_view> candidates{first, second, third};
+  REQUIRE(read_cr_token_file("", candidates).value() == Secret("third.token"));
+
+  const std::vector<std::string_view> bad{first, second};
+  const auto result = read_cr_token_file("", bad);
+  REQUIRE_FALSE(result.has_value());
+  REQUIRE(result.error().failure == Failure::source);
+  REQUIRE(result.error().message.find(first) != std::string::npos);
+  REQUIRE(result.error().message.find(second) != std::string::npos);
 }
 
 TEST_CASE("without a configured path the first existing default CR-token file is read")
