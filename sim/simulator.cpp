@@ -435,7 +435,7 @@ Action Simulator::handle(const Request& request)
   // X-Request-Id (= the body's trace) at IMDS, Transaction-Id at IAM.
   const std::string_view id_header = *target == Target::iam ? "Transaction-Id" : "X-Request-Id";
   const bool has_id = std::any_of(action.response.headers.begin(), action.response.headers.end(),
-                                  [&](const Header& h) { return iequals(h.name, id_header); });
+                                  [&](const Header& h) { return util::iequals(h.name, id_header); });
   if (!has_id) {
     action.response.headers.push_back({std::string(id_header), ctx.trace});
   }
