@@ -54,7 +54,6 @@ cat >"$work/config.json" <<JSON
 {
   "socket":  { "path": "$socket", "mode": "0600" },
   "source":  { "type": "imds", "imds": { "endpoint": "http://127.0.0.1:$port" } },
-  "iam":     { "endpoint": "http://127.0.0.1:$port" },
   "refresh": { "at_fraction": 0.5, "min_valid_s": 5 },
   "profiles": [
     { "name": "reader",   "profile_id": "Profile-00000000-0000-4000-8000-000000000001" },

@@ -17,11 +17,11 @@ namespace iamtok::upstream {
 
 namespace {
 
-// What changes a file behind a name: written and closed, renamed or linked
-// onto it, created, deleted, its metadata (kubelet's symlink swap is a rename
-// of `..data_tmp` onto `..data`).
-constexpr std::uint32_t k_events =
-  IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_MODIFY;
+// What puts new content behind a name: a writer closing it, a rename or a
+// new link onto it (kubelet's symlink swap is a rename of `..data_tmp` onto
+// `..data`), its metadata. Not IN_MODIFY: a plain write is complete only at
+// close, and reacting to its truncation would spend the retry on an empty file.
+constexpr std::uint32_t k_events = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB;
 
 std::pair<std::string, std::string> split(const std::string& path)
 {

@@ -958,34 +958,3 @@ TEST_CASE("a certificate that does not verify is definitive, with curl's reason"
   REQUIRE(error.message.find("certificate") != std::string::npos); // curl's own words
   REQUIRE(error.message.find("cr.token.value") == std::string::npos);
 }
-
-TEST_CASE("the connect timeout is the configured one", "[upstream][e2e]")
-{
-  // A listening socket whose backlog is full never completes a connect: a
-  // backlog of 0 plus one connection already queued.
-  asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  acceptor.listen(0);
-  std::vector<std::unique_ptr<asio::ip::tcp::socket>> fillers;
-  for (int i = 0; i < 4; ++i) {
-    auto socket = std::make_unique<asio::ip::tcp::socket>(io);
-    socket->open(asio::ip::tcp::v4());
-    socket->non_blocking(true);
-    std::error_code ignored;
-    socket->connect(acceptor.local_endpoint(), ignored);
-    fillers.push_back(std::move(socket));
-  }
-  Options options;
-  options.source = SourceType::imds;
-  options.imds_endpoint = "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
-  options.timeout = 20s;
-  options.connect_timeout = 1s;
-  CloudUpstream upstream(io, options);
-  const auto outcome = fetch(io, upstream);
-  REQUIRE_FALSE(outcome.result.has_value());
-  INFO(outcome.result.error().message);
-  REQUIRE(outcome.result.error().failure == Failure::timeout);
-  // Cut by the 1 s connect timeout, long before the 20 s request timeout.
-  REQUIRE(outcome.elapsed >= 900ms);
-  REQUIRE(outcome.elapsed < 15s);
-}
