@@ -74,6 +74,11 @@ if ! git clone --quiet --no-hardlinks "$repo" "$clone" >"$logs/clone.log" 2>&1 |
   exit 2
 fi
 
+# ccache hashes the build directory into objects with debug information
+# unless told not to: without this every fresh clone would rebuild from
+# nothing (the cost is a wrong directory in the clone's debug info).
+export CCACHE_NOHASHDIR=1
+
 cores=$(nproc)
 # A timeout well past any run, in case this script is killed without its trap.
 setsid stress-ng --cpu "$cores" --timeout "$((runs * 4))h" --quiet >"$logs/stress-ng.log" 2>&1 &
