@@ -203,7 +203,7 @@ if [ "$daemon_ready" = 1 ]; then
   start_sim sim3
   # The exchange takes 2 s, so the 1000 requests all arrive while it is in flight.
   curl -sf -X POST -H 'Content-Type: application/json' \
-    -d '{"target":"iam","mode":"slow","delay_ms":2000}' "$sim_url/sim/faults"
+    -d '{"target":"imds_iam_token","mode":"slow","delay_ms":2000}' "$sim_url/sim/faults"
   sock=$work/d3.sock
   write_config "$work/d3.json" "$sock" "$reader_profile"
   start_daemon d3 "$work/d3.json" "$sock"
@@ -211,17 +211,17 @@ if [ "$daemon_ready" = 1 ]; then
         --request "$request")
   echo "cold:   $d" >&2
   stats=$(curl -sf "$sim_url/sim/stats")
-  iam=$(jq .iam <<<"$stats"); imds=$(jq .imds_token <<<"$stats")
+  iam=$(jq .imds_iam_token <<<"$stats"); imds=$(jq .imds_token <<<"$stats")
   ok=$(field ok "$d")
-  row "cold start: IAM exchanges for 1000 requests" "$iam" "1" "" "= 1" \
+  row "cold start: exchanges for 1000 requests" "$iam" "1" "" "= 1" \
     "$(check "$iam == 1 && $ok == 1000")"
   row "cold start: IMDS token calls" "$imds" "1" "" "≤ 1" "$(check "$imds <= 1")"
   row "cold start: requests answered ok, p50 ms" "$ok, $(awk -v u="$(field p50_us "$d")" 'BEGIN{printf "%.0f", u/1000}')" \
-    "1000, ~2000 (slow IAM)" "" "" ""
+    "1000, ~2000 (slow exchange)" "" "" ""
   stop_pid "$daemon_pid"
   stop_pid "$sim_pid"
 else
-  row "cold start: IAM exchanges for 1000 requests" "pending" "1" "" "= 1" ""
+  row "cold start: exchanges for 1000 requests" "pending" "1" "" "= 1" ""
   row "cold start: IMDS token calls" "pending" "1" "" "≤ 1" ""
 fi
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages iamtokend needs, only those that are missing
-# (a second run does no apt work). Usage: scripts/deps.sh [build|test|bench]
+# (a second run does no apt work). Usage: scripts/deps.sh [build|test|bench|stress]
+# (stress: what scripts/stress-test.sh needs on top; each of its runs of
+# scripts/test.sh installs the test set itself.)
 set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config libasio-dev libsimdjson-dev
@@ -8,13 +10,15 @@ build_pkgs=(g++ cmake ninja-build pkg-config libasio-dev libsimdjson-dev
   libhttp-parser-dev curl)
 test_pkgs=(clang-16 libclang-rt-16-dev systemd dpkg-dev socat jq)
 bench_pkgs=(hyperfine socat curl jq)
+stress_pkgs=(stress-ng git)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
   build) ;;
   test) want+=("${test_pkgs[@]}") ;;
   bench) want+=("${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 64 ;;
+  stress) want+=("${stress_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|stress]" >&2; exit 64 ;;
 esac
 # ccache makes rebuilds cheap; welcome but not required.
 want+=(ccache)

@@ -238,8 +238,18 @@ int run(const Options& options)
   Simulator simulator(std::move(config));
   asio::io_context io;
   try {
+    // The signal handlers go in before anything announces readiness (the
+    // port file, the "listening on" line): a stop at once after either is
+    // then a clean one. A signal caught before async_wait is kept for it.
+    asio::signal_set signals(io, SIGINT, SIGTERM);
     const tcp::endpoint endpoint(asio::ip::make_address(options.listen_host), options.listen_port);
     Server server(io, simulator, endpoint, options.quiet);
+    signals.async_wait([&](const asio::error_code& error, int) {
+      if (!error) {
+        server.stop();
+        io.stop();
+      }
+    });
     if (!options.port_file.empty()) {
       write_port_file(options.port_file, server.port());
     }
@@ -247,13 +257,6 @@ int run(const Options& options)
     fmt::print("listening on {}:{}\n", host, server.port());
     std::fflush(stdout);
 
-    asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](const asio::error_code& error, int) {
-      if (!error) {
-        server.stop();
-        io.stop();
-      }
-    });
     server.start();
     io.run();
   } catch (const std::exception& error) {

@@ -223,10 +223,10 @@ TEST_CASE("get reports daemon errors on stderr with iamtoken-get's exit codes", 
   }
 }
 
-TEST_CASE("get exits 75 when IAM refuses and no token exists, and says why", "[docker]")
+TEST_CASE("get exits 75 when the exchange is refused and no token exists, and says why", "[docker]")
 {
   DaemonFixture fixture;
-  REQUIRE(fixture.sim_fault(R"({"target":"iam","mode":"status","status":400})").status == 204);
+  REQUIRE(fixture.sim_fault(R"({"target":"imds_iam_token","mode":"status","status":400})").status == 204);
   auto config = registry_config();
   config.timeout_s = 2;
   fixture.start(config);

@@ -8,6 +8,7 @@
 
 #include "proto/codec.hpp"
 #include "tests/e2e/sim_process.hpp"
+#include "tests/support/other_user.hpp"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -23,8 +24,10 @@
 
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -51,6 +54,10 @@ struct DaemonConfig
   int min_valid_s = 60;
   std::string socket_mode = "0600";
   std::string upstream_url; // IMDS and IAM endpoint; empty: the fixture's simulator
+
+  // The longest one refresh attempt may take: a CR token and an exchange,
+  // each bounded by refresh.timeout_s, plus k_react_limit.
+  std::chrono::milliseconds attempt_limit() const { return 2 * std::chrono::seconds(timeout_s) + k_react_limit; }
 };
 
 // Polls `done` every 20 ms until it returns true or `timeout` passes.
@@ -161,9 +168,11 @@ inline bool write_all(int fd, std::string_view text)
   return true;
 }
 
-// Runs `binary args...` to completion (at most 20 s), as `as_uid` (and its
-// gid, no supplementary groups) when set; `env` entries are added to the
-// environment. Captures stdout and stderr.
+// Runs `binary args...` to completion, as `as_uid` (and its gid, no
+// supplementary groups) when set; `env` entries are added to the
+// environment. Captures stdout and stderr. A run that has not ended after
+// iamtoken-get's default --timeout (15 s) plus k_start_limit is killed
+// (exit_code -1).
 inline ClientResult run_program(const std::string& binary, const std::vector<std::string>& args,
                                 std::optional<uid_t> as_uid = std::nullopt,
                                 const std::vector<std::string>& env = {})
@@ -214,7 +223,8 @@ inline ClientResult run_program(const std::string& binary, const std::vector<std
   }
   ClientResult result;
   int status = 0;
-  const bool ended = eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(20));
+  const bool ended = eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; },
+                                std::chrono::seconds(15) + k_start_limit);
   if (!ended) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
@@ -268,31 +278,43 @@ public:
   }
 
   // Writes `config` and starts iamtokend on it; returns once the socket
-  // exists (throws if it does not within 10 s).
+  // exists (throws if it does not within k_start_limit).
   void start(const DaemonConfig& config = {})
   {
+    m_config = config;
     write_config(config);
     launch();
   }
 
   // Starts iamtokend on the config file as it is (see write_text); returns
-  // once the socket exists (throws if it does not within 10 s).
+  // once the socket exists (throws if it does not within k_start_limit).
   void launch()
+  {
+    m_daemon.emplace(daemon_options());
+    if (!eventually([&] { return std::filesystem::exists(socket_path()) || !m_daemon->running(); },
+                    k_start_limit) ||
+        !m_daemon->running()) {
+      throw std::runtime_error("iamtokend did not start: " + m_daemon->stderr_text());
+    }
+  }
+
+  // iamtokend on config_path(), outside systemd (`notify_socket`: the
+  // NOTIFY_SOCKET it gets, none if empty).
+  ProcessOptions daemon_options(const std::string& notify_socket = {}) const
   {
     ProcessOptions options;
     options.binary = IAMTOKEND_BINARY;
     options.args = {"--config", config_path(), "--log-level", "debug"};
     options.unset_env = {"JOURNAL_STREAM", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "WATCHDOG_USEC",
                          "IAMTOKEND_CONFIG"};
-    m_daemon.emplace(std::move(options));
-    if (!eventually([&] { return std::filesystem::exists(socket_path()) || !m_daemon->running(); },
-                    std::chrono::seconds(10)) ||
-        !m_daemon->running()) {
-      throw std::runtime_error("iamtokend did not start: " + m_daemon->stderr_text());
+    if (!notify_socket.empty()) {
+      options.env = {{"NOTIFY_SOCKET", notify_socket}};
     }
+    return options;
   }
 
-  // Sends one request line and returns the reply line ("" on failure).
+  // Sends one request line and returns the reply line ("" on failure); a
+  // token request waits at most refresh.timeout_s in the daemon.
   std::string request(std::string_view line) const
   {
     const int fd = connect_unix(socket_path());
@@ -303,7 +325,7 @@ public:
     text += '\n';
     std::string reply;
     if (write_all(fd, text)) {
-      reply = read_line(fd).value_or("");
+      reply = read_line(fd, m_config.attempt_limit()).value_or("");
     }
     ::close(fd);
     return reply;
@@ -328,24 +350,68 @@ public:
     return reply ? std::optional<proto::StatusInfo>(*reply) : std::nullopt;
   }
 
-  // The state of `profile` in the status reply ("" if absent).
-  std::string state_of(const std::string& profile) const
+  // `profile` in the status reply; nullopt if absent or no reply.
+  std::optional<proto::ProfileInfo> profile_status(const std::string& profile) const
   {
     if (const auto info = status()) {
       for (const auto& p : info->profiles) {
         if (p.name == profile) {
-          return p.state;
+          return p;
         }
       }
     }
-    return {};
+    return std::nullopt;
+  }
+
+  // The state of `profile` in the status reply ("" if absent).
+  std::string state_of(const std::string& profile) const
+  {
+    const auto info = profile_status(profile);
+    return info ? info->state : std::string();
+  }
+
+  // After the upstream has healed: true once `profile` is fresh, within the
+  // bound the engine's own schedule gives. An attempt in flight may still
+  // have met the fault; it ends within config.attempt_limit(). The first
+  // next attempt status shows (refresh_at) starts after the healing, so it
+  // and its calls must succeed: it is waited for until refresh_at plus
+  // attempt_limit(). False if the profile is not fresh by then.
+  bool fresh_by_schedule(const std::string& profile, const DaemonConfig& config) const
+  {
+    using Clock = std::chrono::steady_clock;
+    auto deadline = Clock::now() + config.attempt_limit();
+    bool scheduled = false;
+    while (Clock::now() < deadline) {
+      const auto info = profile_status(profile);
+      // (refreshing: a valid token from a successful attempt, and the next one out)
+      if (info && (info->state == "fresh" || info->state == "refreshing")) {
+        return true;
+      }
+      if (info && info->refresh_at && !scheduled) {
+        scheduled = true;
+        // Whole seconds: the attempt is due before refresh_at + 1.
+        const auto due = std::chrono::seconds(*info->refresh_at + 1 - static_cast<std::int64_t>(std::time(nullptr)));
+        deadline = std::max(deadline, Clock::now() + std::max<std::chrono::seconds>(due, std::chrono::seconds(0)) +
+                                        config.attempt_limit());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
   }
 
   // iamtoken-get with `--socket <ours>` and `args`.
-  ClientResult get(std::vector<std::string> args, std::optional<uid_t> as_uid = std::nullopt) const
+  ClientResult get(std::vector<std::string> args) const
   {
     args.insert(args.begin(), {"--socket", socket_path()});
-    return run_program(IAMTOKEN_GET_BINARY, args, as_uid);
+    return run_program(IAMTOKEN_GET_BINARY, args);
+  }
+
+  // The same as user `uid`, running `binary` (an ExecutableCopy of
+  // iamtoken-get that user may execute).
+  ClientResult get_as(uid_t uid, const std::string& binary, std::vector<std::string> args) const
+  {
+    args.insert(args.begin(), {"--socket", socket_path()});
+    return run_program(binary, args, uid);
   }
 
   HttpResult sim_fault(const std::string& json) { return http("POST", m_sim.url() + "/sim/faults", json); }
@@ -355,6 +421,7 @@ public:
 private:
   TempDir m_dir;
   SimProcess m_sim;
+  DaemonConfig m_config; // the last one start() used
   std::optional<Process> m_daemon;
 };
 

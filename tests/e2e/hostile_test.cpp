@@ -7,6 +7,7 @@
 
 #include "proto/codec.hpp"
 #include "tests/e2e/sim_process.hpp"
+#include "tests/support/other_user.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -33,6 +34,8 @@
 namespace {
 
 using namespace std::chrono_literals;
+using iamtok::test::k_react_limit;
+using iamtok::test::k_start_limit;
 using iamtok::test::Process;
 using iamtok::test::ProcessOptions;
 using iamtok::test::SimProcess;
@@ -119,7 +122,7 @@ public:
 
   // True if the daemon closes the connection within `timeout` (anything it
   // sends first is kept for read_line()).
-  bool wait_eof(std::chrono::milliseconds timeout = 5s)
+  bool wait_eof(std::chrono::milliseconds timeout = k_react_limit)
   {
     const auto deadline = Clock::now() + timeout;
     while (!m_eof && fill(deadline)) {
@@ -205,7 +208,9 @@ struct DaemonOptions
 {
   std::uint32_t max_connections = 50;
   std::string mode = "0600";
-  bool as_nobody = false; // run the daemon as uid/gid 65534 through setpriv
+  // Run the daemon as uid/gid 65534 through setpriv, from this copy of it
+  // (one that user may execute).
+  const iamtok::test::ExecutableCopy* as_other_user = nullptr;
 };
 
 // iamtoken-sim plus iamtokend (profile `reader`) on a socket in a temporary
@@ -218,7 +223,9 @@ public:
       m_socket((m_dir / "d.sock").string()),
       m_daemon(make_daemon(options))
   {
-    const auto deadline = Clock::now() + 30s;
+    // Start-up, then the first token: a CR token and an exchange, each
+    // within the default refresh.timeout_s (10 s).
+    const auto deadline = Clock::now() + k_start_limit + 2 * 10s;
     while (Clock::now() < deadline && m_daemon.running() && !std::filesystem::exists(m_socket)) {
       std::this_thread::sleep_for(20ms);
     }
@@ -254,7 +261,8 @@ public:
       if (!conn.send_all("{\"op\":\"token\",\"profile\":\"reader\",\"id\":1}\n")) {
         return false;
       }
-      auto line = conn.read_line(15s);
+      // The daemon answers within refresh.timeout_s (10 s by default).
+      auto line = conn.read_line(10s + k_react_limit);
       if (!line) {
         return false;
       }
@@ -294,6 +302,40 @@ public:
 
   std::size_t tokens_seen() const { return m_tokens.size(); }
 
+  // The connections the daemon has open, the asking one included, from a
+  // status request; nullopt if it did not answer with a status.
+  std::optional<std::uint64_t> open_connections() const
+  {
+    try {
+      Conn conn(m_socket);
+      if (!conn.send_all("{\"op\":\"status\"}\n")) {
+        return std::nullopt;
+      }
+      const auto line = conn.read_line(k_react_limit);
+      if (!line) {
+        return std::nullopt;
+      }
+      const auto status = iamtok::proto::parse_status_reply(*line);
+      return status ? std::optional<std::uint64_t>(status->counters.connections) : std::nullopt;
+    } catch (const std::runtime_error&) {
+      return std::nullopt;
+    }
+  }
+
+  // True once the daemon has no connection open but the asking one (it
+  // has seen every earlier client close), within k_react_limit.
+  bool wait_until_no_connections() const
+  {
+    const auto deadline = Clock::now() + k_react_limit;
+    while (open_connections() != std::optional<std::uint64_t>(1)) {
+      if (Clock::now() >= deadline) {
+        return false;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return true;
+  }
+
 private:
   Process make_daemon(const DaemonOptions& options)
   {
@@ -306,13 +348,14 @@ private:
     ProcessOptions process;
     process.binary = IAMTOKEND_BINARY;
     process.args = {"--config", config_path.string(), "--log-level", "debug"};
-    if (options.as_nobody) {
-      if (::chown(m_dir.path().c_str(), 65534, 65534) != 0 || ::chmod(config_path.c_str(), 0644) != 0) {
-        throw std::runtime_error("cannot hand the test directory to nobody");
+    if (options.as_other_user != nullptr) {
+      if (::chown(m_dir.path().c_str(), iamtok::test::k_other_uid, iamtok::test::k_other_gid) != 0 ||
+          ::chmod(config_path.c_str(), 0644) != 0) {
+        throw std::runtime_error("cannot hand the test directory to uid 65534");
       }
       process.binary = "/usr/bin/setpriv";
-      process.args.insert(process.args.begin(),
-                          {"--reuid=65534", "--regid=65534", "--clear-groups", "--", IAMTOKEND_BINARY});
+      process.args.insert(process.args.begin(), {"--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                                                 options.as_other_user->path()});
     }
     // A small ASan quarantine so that VmRSS reflects live memory.
     const char* asan = std::getenv("ASAN_OPTIONS");
@@ -387,15 +430,20 @@ TEST_CASE("A request line of exactly 4096 bytes is served and one byte more is r
 TEST_CASE("A slowloris client dripping a partial line is closed after the partial-line timeout while others are served",
           "[hostile][slow]")
 {
+  // The daemon's limits (docs/protocol.md): a partial line is held at most
+  // 10 s, a connection without a complete request at most 60 s.
+  constexpr auto k_partial_line_timeout = 10s;
+  constexpr auto k_idle_timeout = 60s;
   Hostile h;
   Conn slow(h.socket());
   const auto start = Clock::now();
   REQUIRE(slow.send_all("{\"op\":\"ping\",\"pad\":\""));
   int served = 0;
   auto next_good = start;
-  // One byte every 500 ms never completes the line: the protocol closes a
-  // connection holding a partial line for 10 s, however it trickles.
-  while (Clock::now() - start < 13s && !slow.eof()) {
+  // One byte every 500 ms never completes the line: the connection is closed
+  // once it has held a partial line for 10 s, however it trickles. Closing
+  // before the idle timeout shows it is the partial-line timer that did it.
+  while (Clock::now() - start < k_idle_timeout && !slow.eof()) {
     if (!slow.send_all("a", 100ms)) {
       slow.wait_eof(1s);
       break;
@@ -403,15 +451,17 @@ TEST_CASE("A slowloris client dripping a partial line is closed after the partia
     if (Clock::now() >= next_good) {
       REQUIRE(h.good_client_gets_token());
       ++served;
-      next_good += 2s;
+      next_good = Clock::now() + 2s;
     }
     slow.wait_eof(500ms);
   }
   const auto elapsed = Clock::now() - start;
   REQUIRE(slow.eof());
-  CHECK(elapsed >= 9s);
-  CHECK(elapsed <= 12s);
-  CHECK(served >= 4);
+  // The daemon saw the first bytes after `start`: it cannot close earlier.
+  CHECK(elapsed >= k_partial_line_timeout);
+  CHECK(elapsed < k_idle_timeout);
+  // Good clients were served while the slow one held its partial line.
+  CHECK(served >= 2);
   require_healthy(h);
 }
 
@@ -461,7 +511,7 @@ TEST_CASE("Connections past max_connections get one busy line and are closed, an
           "[hostile]")
 {
   Hostile h; // max_connections 50
-  std::this_thread::sleep_for(300ms); // let the daemon see the fixture's client close
+  REQUIRE(h.wait_until_no_connections()); // the fixture's own clients are gone
   std::vector<std::unique_ptr<Conn>> conns;
   for (int i = 0; i < 200; ++i) {
     conns.push_back(std::make_unique<Conn>(h.socket()));
@@ -469,7 +519,7 @@ TEST_CASE("Connections past max_connections get one busy line and are closed, an
   int busy = 0;
   int other = 0;
   std::vector<bool> done(conns.size(), false);
-  const auto deadline = Clock::now() + 10s;
+  const auto deadline = Clock::now() + k_react_limit;
   while (busy + other < 150 && Clock::now() < deadline) {
     for (std::size_t i = 0; i < conns.size(); ++i) {
       if (done[i]) {
@@ -510,7 +560,7 @@ TEST_CASE("Connections past max_connections get one busy line and are closed, an
     }
   }
   conns.clear();
-  std::this_thread::sleep_for(300ms);
+  REQUIRE(h.wait_until_no_connections());
   require_healthy(h);
 }
 
@@ -604,8 +654,18 @@ TEST_CASE("The daemon is not dumpable, so its /proc files belong to root even wh
     WARN("setpriv not found: cannot run the daemon as another user; not checked");
     return;
   }
+  const iamtok::test::ExecutableCopy daemon_copy(IAMTOKEND_BINARY);
+  if (root) {
+    // Its test directory is created under TMPDIR: that must be reachable too.
+    const TempDir probe;
+    const auto problem = iamtok::test::other_user_run_problem(daemon_copy, {{probe.path().parent_path().string(), X_OK}});
+    if (!problem.empty()) {
+      WARN("cannot run the daemon as another user (" << problem << "); not checked");
+      return;
+    }
+  }
   DaemonOptions options;
-  options.as_nobody = root;
+  options.as_other_user = root ? &daemon_copy : nullptr;
   Hostile h(options);
   const auto proc = "/proc/" + std::to_string(h.daemon().pid());
   struct stat status{};

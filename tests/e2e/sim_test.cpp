@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 using iamtok::test::Process;
@@ -225,6 +226,75 @@ TEST_CASE("the simulator listens on an ephemeral loopback port and says so", "[s
   CHECK(sim.process().stop() == 0);
 }
 
+TEST_CASE("a stop at once after the simulator says it listens is a clean stop, every time", "[sim][e2e][signals]")
+{
+  // Its two announcements: the port file (written first) and the line on
+  // stdout. The test watches for each without sleeping between looks and
+  // sends SIGTERM the moment it appears; a simulator that announced before
+  // its handlers were in place would die of the signal (143).
+  constexpr int k_rounds = 20;
+  for (int round = 0; round < k_rounds; ++round) {
+    INFO("round " << round);
+    TempDir dir;
+    const auto port_file = dir / "port";
+    ProcessOptions options;
+    options.binary = IAMTOK_SIM_BINARY;
+    options.args = {"--listen", "127.0.0.1:0", "--port-file", port_file.string(), "--quiet"};
+    Process sim(options);
+    const bool by_line = round % 2 == 1;
+    const auto announced = [&] {
+      return by_line ? sim.stdout_text().find("listening on 127.0.0.1:") != std::string::npos
+                     : std::filesystem::exists(port_file);
+    };
+    const auto deadline = std::chrono::steady_clock::now() + iamtok::test::k_start_limit;
+    while (!announced() && sim.running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    REQUIRE(announced());
+    sim.signal(SIGTERM);
+    CHECK(sim.wait(iamtok::test::k_stop_limit) == 0);
+  }
+}
+
+TEST_CASE("a SIGTERM that arrives while the simulator prints its port is a clean stop", "[sim][e2e][signals]")
+{
+  // The race made certain: stdout is a full pipe, so the simulator blocks
+  // inside its write of "listening on ..." (after the port file). SIGTERM
+  // arrives there; the simulator must already handle it.
+  iamtok::test::FullPipe out;
+  TempDir dir;
+  const auto port_file = dir / "port";
+  ProcessOptions options;
+  options.binary = IAMTOK_SIM_BINARY;
+  options.args = {"--listen", "127.0.0.1:0", "--port-file", port_file.string(), "--quiet"};
+  options.stdout_fd = out.write_end();
+  Process sim(options);
+  out.close_write_end();
+
+  std::optional<bool> blocked;
+  const auto deadline = std::chrono::steady_clock::now() + iamtok::test::k_start_limit;
+  while (!(blocked = iamtok::test::blocked_in_syscall(sim.pid(), SYS_write, 1)).value_or(true) && sim.running() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  if (!blocked) {
+    INFO(sim.stderr_text());
+    REQUIRE(sim.running());
+    WARN("cannot read /proc/PID/syscall; not checked");
+    return;
+  }
+  REQUIRE(*blocked);
+  CHECK(std::filesystem::exists(port_file));
+  sim.signal(SIGTERM);
+  // Let it go on, and see how it ends.
+  const auto stop_deadline = std::chrono::steady_clock::now() + iamtok::test::k_stop_limit;
+  while (sim.running() && std::chrono::steady_clock::now() < stop_deadline) {
+    out.release(4096);
+    std::this_thread::sleep_for(1ms);
+  }
+  CHECK(sim.wait(0ms) == 0);
+}
+
 TEST_CASE("an identity token from IMDS buys access tokens at IMDS and IAM", "[sim][e2e]")
 {
   SimProcess sim({"--iam-lifetime", "30"});
@@ -319,9 +389,8 @@ TEST_CASE("a slow fault delays the normal answer", "[sim][e2e]")
   Client client;
   post_fault(client, sim, R"({"target":"imds_token","mode":"slow","delay_ms":300,"count":1})");
   const auto slow = client.perform(imds_token_call(sim));
-  CHECK(slow.status == 200);
+  CHECK(slow.status == 200); // the normal answer, not a timeout
   CHECK(slow.elapsed >= 300ms);
-  CHECK(slow.elapsed < 3s);
 }
 
 TEST_CASE("a hang fault makes the client time out, and other requests still work", "[sim][e2e]")
@@ -332,8 +401,7 @@ TEST_CASE("a hang fault makes the client time out, and other requests still work
   auto call = imds_token_call(sim);
   call.timeout_ms = 1000;
   const auto hung = client.perform(call);
-  CHECK(hung.code == CURLE_OPERATION_TIMEDOUT);
-  CHECK(hung.elapsed < 3s);
+  CHECK(hung.code == CURLE_OPERATION_TIMEDOUT); // no answer: the client's own timeout ended it
   CHECK(client.perform(imds_token_call(sim)).status == 200);
   CHECK(json_int(stats(client, sim), "/imds_token") == 2);
 }
@@ -374,8 +442,9 @@ TEST_CASE("stats count TCP connections, so keep-alive is visible", "[sim][e2e]")
 
 TEST_CASE("latency delays each request without holding up the others", "[sim][e2e]")
 {
-  SimProcess sim({"--latency-ms", "200", "--quiet"});
   constexpr int k_requests = 20;
+  constexpr auto k_latency = 500ms;
+  SimProcess sim({"--latency-ms", std::to_string(k_latency.count()), "--quiet"});
   std::vector<std::unique_ptr<Client>> clients;
   std::vector<Reply> replies(k_requests);
   CURLM* multi = curl_multi_init();
@@ -405,8 +474,10 @@ TEST_CASE("latency delays each request without holding up the others", "[sim][e2
   }
   curl_multi_cleanup(multi);
   CHECK(ok == k_requests);
-  CHECK(elapsed >= 200ms);
-  CHECK(elapsed < 2s);
+  CHECK(elapsed >= k_latency);
+  // Served one after another they would take k_requests x k_latency (10 s):
+  // less shows they overlapped, with 9.5 s to spare for a slow machine.
+  CHECK(elapsed < k_requests * k_latency);
 }
 
 TEST_CASE("oversized request bodies get 413 and unparsable requests 400", "[sim][e2e]")
@@ -437,7 +508,7 @@ TEST_CASE("the simulator stops cleanly on SIGTERM and SIGINT", "[sim][e2e]")
     call.timeout_ms = 300;
     CHECK(hanging.perform(call).code == CURLE_OPERATION_TIMEDOUT);
     sim.process().signal(sig);
-    CHECK(sim.process().wait(5s) == 0);
+    CHECK(sim.process().wait(iamtok::test::k_stop_limit) == 0);
   }
 }
 
@@ -447,6 +518,6 @@ TEST_CASE("the simulator refuses to listen on a non-loopback address", "[sim][e2
   options.binary = IAMTOK_SIM_BINARY;
   options.args = {"--listen", "0.0.0.0:0"};
   Process process(options);
-  CHECK(process.wait(5s) == 64);
+  CHECK(process.wait(iamtok::test::k_start_limit) == 64);
   CHECK(process.stderr_text().find("loopback") != std::string::npos);
 }

@@ -552,11 +552,14 @@ TEST_CASE("a hanging IMDS times out within the deadline while the io_context kee
   REQUIRE(outcome.result.error().failure == Failure::timeout);
   REQUIRE(outcome.result.error().message.starts_with(
     "IMDS did not answer: is the metadata service enabled on this instance, and is the hop limit large enough?"));
-  REQUIRE(outcome.elapsed >= 900ms);
-  REQUIRE(outcome.elapsed < 2500ms);
-  // The timer kept firing on time throughout the hang.
-  REQUIRE(probe.ticks() >= 40);
-  REQUIRE(probe.worst() < 250ms);
+  // Not before the deadline (curl counts whole milliseconds: 100 ms of slack);
+  // that it was this deadline and no other shows in the failure: timeout.
+  REQUIRE(outcome.elapsed >= options.timeout - 100ms);
+  // The io_context kept running throughout the hang: its timer fired again
+  // and again, and never as late as a thread blocked for the whole hang
+  // would make it (the timeout).
+  REQUIRE(probe.ticks() >= 5);
+  REQUIRE(probe.worst() < options.timeout);
 }
 
 TEST_CASE("a hanging IAM times out with a message naming IAM", "[upstream][e2e]")
@@ -571,7 +574,6 @@ TEST_CASE("a hanging IAM times out with a message naming IAM", "[upstream][e2e]"
   REQUIRE_FALSE(outcome.result.has_value());
   REQUIRE(outcome.result.error().failure == Failure::timeout);
   REQUIRE(outcome.result.error().message.starts_with("IAM did not answer within 1000 ms"));
-  REQUIRE(outcome.elapsed < 2500ms);
 }
 
 TEST_CASE("a reset connection is a transport error and garbage is malformed", "[upstream][e2e]")
@@ -652,7 +654,8 @@ TEST_CASE("sequential requests reuse one kept-alive connection", "[upstream][e2e
 
 TEST_CASE("concurrent requests run in parallel on one thread", "[upstream][e2e]")
 {
-  Rig rig({"--latency-ms", "200"});
+  constexpr auto k_latency = 1000ms;
+  Rig rig({"--latency-ms", std::to_string(k_latency.count())});
   const Secret cr = rig.identity_token();
   CloudUpstream upstream(rig.io, rig.options(SourceType::imds, ExchangeType::iam));
   constexpr int k_requests = 20;
@@ -666,14 +669,16 @@ TEST_CASE("concurrent requests run in parallel on one thread", "[upstream][e2e]"
       ok += result.has_value() ? 1 : 0;
     });
   }
-  pump(rig.io, [&] { return calls == k_requests; });
+  pump(rig.io, [&] { return calls == k_requests; }, k_requests * k_latency);
   const auto elapsed = Clock::now() - started;
   probe.stop();
   REQUIRE(calls == k_requests);
   REQUIRE(ok == k_requests);
-  // One after another would take 20 x 200 ms = 4 s.
-  REQUIRE(elapsed < 2s);
-  REQUIRE(probe.worst() < 250ms);
+  // One after another they would take k_requests x k_latency (20 s): less
+  // shows they overlapped. A thread blocked on one request would make the
+  // probe's timer at least k_latency late.
+  REQUIRE(elapsed < k_requests * k_latency);
+  REQUIRE(probe.worst() < k_latency);
 }
 
 TEST_CASE("a request can be cancelled, which ends its transfer", "[upstream][e2e]")
@@ -687,7 +692,8 @@ TEST_CASE("a request can be cancelled, which ends its transfer", "[upstream][e2e
   request.url = rig.sim.url() + "/identity/v1/token?version=2025-08-26";
   request.headers = {"Metadata-Flavor: ibm", "Content-Type: application/json"};
   request.body = "{}";
-  request.timeout = 10s;
+  constexpr auto k_request_timeout = 10s;
+  request.timeout = k_request_timeout;
 
   const auto started = Clock::now();
   auto race = [&]() -> asio::awaitable<bool> {
@@ -697,7 +703,8 @@ TEST_CASE("a request can be cancelled, which ends its transfer", "[upstream][e2e
   };
   const bool timer_won = run(rig.io, race());
   REQUIRE(timer_won);
-  REQUIRE(Clock::now() - started < 2s);
+  // `||` waits for the loser to finish: the cancellation ended it, not its own timeout.
+  REQUIRE(Clock::now() - started < k_request_timeout);
   REQUIRE(client.in_flight() == 0);
 }
 
@@ -777,9 +784,13 @@ TEST_CASE("destroying the upstream with calls in flight abandons them cleanly", 
   {
     CloudUpstream upstream(rig.io, rig.options(SourceType::imds, ExchangeType::iam));
     upstream.fetch_cr_token([&](UpstreamResult) { ++calls; });
-    // One started, one not yet.
-    rig.io.restart();
-    rig.io.run_for(100ms);
+    // One started (the simulator has it), one not yet.
+    bool arrived = false;
+    pump(rig.io, [&] {
+      arrived = arrived || rig.stats().imds_token == 1;
+      return arrived;
+    });
+    REQUIRE(arrived);
     upstream.fetch_cr_token([&](UpstreamResult) { ++calls; });
   }
   rig.io.restart();
