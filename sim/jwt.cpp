@@ -135,6 +135,7 @@ tl::expected<Claims, TokenError> verify_token(TokenKind kind, std::string_view t
   }
 
   simdjson::dom::parser parser;
+  const json::WipeOnExit wipe{parser}; // the claims of a token
   const auto doc = json::parse_document(parser, *payload);
   if (!doc || !doc->is_object()) {
     return tl::unexpected(TokenError::malformed);

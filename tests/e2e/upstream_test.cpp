@@ -31,6 +31,11 @@
 #include <string>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 using namespace iamtok;
 using namespace iamtok::upstream;
 using namespace std::chrono_literals;
@@ -968,4 +973,41 @@ TEST_CASE("a certificate that does not verify is definitive, with curl's reason"
   REQUIRE(error.definitive);
   REQUIRE(error.message.find("certificate") != std::string::npos); // curl's own words
   REQUIRE(error.message.find("cr.token.value") == std::string::npos);
+}
+
+TEST_CASE("the connect timeout is the configured one", "[upstream][e2e]")
+{
+  // A listener whose accept queue is full drops new SYNs, so a connect never
+  // completes: listen(0) plus connections queued ahead of ours (raw
+  // non-blocking connects: they must not wait themselves).
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  acceptor.listen(0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(acceptor.local_endpoint().port());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<int> fillers;
+  for (int i = 0; i < 3; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address); // EINPROGRESS or done
+    fillers.push_back(fd);
+  }
+  Options options;
+  options.source = SourceType::imds;
+  options.imds_endpoint = "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  options.timeout = 20s;
+  options.connect_timeout = 5s; // neither the 2 s default nor the 20 s request timeout
+  CloudUpstream upstream(io, options);
+  const auto outcome = await_upstream(
+    io, [&](engine::UpstreamCallback done) { upstream.fetch_cr_token(std::move(done)); }, 30s);
+  for (const int fd : fillers) {
+    ::close(fd);
+  }
+  REQUIRE_FALSE(outcome.result.has_value());
+  INFO(outcome.result.error().message);
+  REQUIRE(outcome.result.error().failure == Failure::timeout);
+  REQUIRE(outcome.elapsed >= 4500ms);
+  REQUIRE(outcome.elapsed < 15s);
 }
