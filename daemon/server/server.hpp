@@ -1,6 +1,6 @@
 #pragma once
 
-// The Unix socket front end (SPEC §4): accepts connections, reads NDJSON
+// The Unix socket front end (docs/protocol.md): accepts connections, reads NDJSON
 // request lines with limits and timeouts, authorizes callers by SO_PEERCRED /
 // SO_PEERGROUPS, and answers through the engine. Transport only: the mapping
 // from a request to a reply lives in dispatch.hpp.
@@ -14,6 +14,7 @@
 
 #include "daemon/config/config.hpp"
 #include "daemon/engine/engine.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/server/dispatch.hpp"
 
 #include <asio.hpp>
@@ -69,6 +70,11 @@ public:
 
   // Requests and error replies so far; connections open now.
   Counters counters() const;
+  // Requests answered so far by op and result (for the metrics).
+  metrics::RequestCounts request_counts() const;
+
+  // Where the metrics op gets its text (see Dispatcher::set_metrics).
+  void set_metrics(std::function<std::string()> exposition);
 
 private:
   struct Impl;
