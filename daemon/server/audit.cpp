@@ -65,12 +65,14 @@ void Audit::granted(const Caller& caller, Via via, std::string_view profile, std
     seen.generation = generation;
     seen.callers.clear();
   }
+  const std::pair<uid_t, Via> who(caller.uid, via);
+  if (seen.callers.contains(who)) {
+    return; // the common case: looked up, nothing allocated
+  }
   if (seen.callers.size() >= k_max_seen) {
     seen.callers.clear();
   }
-  if (!seen.callers.emplace(caller.uid, via).second) {
-    return;
-  }
+  seen.callers.insert(who);
   log::info("granted: uid {} pid {} via {} profile {}: token generation {}, expires_at {}", caller.uid, caller.pid,
             to_string(via), profile, generation, expires_at);
 }

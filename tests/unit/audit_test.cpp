@@ -135,3 +135,17 @@ TEST_CASE("grant memory keeps one generation per profile and forgets removed pro
   CHECK(audit.profiles_remembered() == 1);
   CHECK(capture.lines().empty());
 }
+
+TEST_CASE("past its bound, the set of users seen for a token starts again")
+{
+  log::CaptureSink capture(log::Level::info);
+  Audit audit([] { return k_start; });
+  for (uid_t uid = 0; uid < Audit::k_max_seen; ++uid) {
+    audit.granted(Caller{uid, 1, 1, {}}, Via::socket, "reader", 1, 0);
+  }
+  audit.granted(Caller{0, 1, 1, {}}, Via::socket, "reader", 1, 0); // still remembered
+  CHECK(capture.lines().size() == Audit::k_max_seen);
+  audit.granted(Caller{Audit::k_max_seen, 1, 1, {}}, Via::socket, "reader", 1, 0); // the set is full: cleared
+  audit.granted(Caller{0, 1, 1, {}}, Via::socket, "reader", 1, 0);                  // so logged again
+  CHECK(capture.lines().size() == Audit::k_max_seen + 2);
+}
