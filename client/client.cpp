@@ -115,6 +115,8 @@ std::string duration_text(std::int64_t seconds)
   return fmt::format("{}d {}h", seconds / 86'400, seconds % 86'400 / 3600);
 }
 
+} // namespace
+
 int report(const Options& options, const Failure& failure)
 {
   if (!options.quiet) {
@@ -122,6 +124,24 @@ int report(const Options& options, const Failure& failure)
   }
   return failure.exit_code;
 }
+
+tl::expected<std::string, Failure> ok_reply_line(const Options& options, const proto::Request& request)
+{
+  auto line = request_line(options.socket_path, proto::format_request(request), options.timeout);
+  if (!line) {
+    return tl::unexpected(line.error());
+  }
+  const auto reply = proto::parse_reply(*line);
+  if (!reply) {
+    return tl::unexpected(Failure{k_exit_software, "protocol", "unreadable reply from iamtokend: " + reply.error()});
+  }
+  if (!reply->ok) {
+    return tl::unexpected(failure_of(*reply));
+  }
+  return line;
+}
+
+namespace {
 
 int run_token(const Options& options)
 {
@@ -140,17 +160,9 @@ int run_token(const Options& options)
 
 int run_status(const Options& options)
 {
-  auto line = request_line(options.socket_path, proto::format_request(proto::Request{proto::Op::status, {}, {}, {}}),
-                           options.timeout);
+  auto line = ok_reply_line(options, proto::Request{proto::Op::status, {}, {}, {}});
   if (!line) {
     return report(options, line.error());
-  }
-  const auto reply = proto::parse_reply(*line);
-  if (!reply) {
-    return report(options, {k_exit_software, "protocol", "unreadable reply from iamtokend: " + reply.error()});
-  }
-  if (!reply->ok) {
-    return report(options, failure_of(*reply));
   }
   const auto status = proto::parse_status_reply(*line);
   if (!status) {
@@ -266,6 +278,8 @@ tl::expected<Options, std::string> parse_args(std::span<const char* const> args,
   Options options;
   options.socket_path = env_socket != nullptr && *env_socket != '\0' ? env_socket : std::string(k_default_socket);
   bool status = false;
+  bool check = false;
+  bool metrics = false;
   bool version = false;
   bool help = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -305,6 +319,7 @@ tl::expected<Options, std::string> parse_args(std::span<const char* const> args,
         return tl::make_unexpected("--profile must not be empty");
       }
       options.profile = *v;
+      options.profiles.emplace_back(*v);
     } else if (arg == "--format") {
       const auto v = value();
       if (!v) {
@@ -345,6 +360,11 @@ tl::expected<Options, std::string> parse_args(std::span<const char* const> args,
         return tl::make_unexpected("--timeout must be a positive number of seconds");
       }
       options.timeout = *timeout;
+    } else if (arg == "--check" || arg == "--metrics") {
+      if (const auto ok = flag(); !ok) {
+        return tl::make_unexpected(ok.error());
+      }
+      (arg == "--check" ? check : metrics) = true;
     } else if (arg == "--quiet" || arg == "--status" || arg == "--version" || arg == "--help" || arg == "-h") {
       if (const auto ok = flag(); !ok) {
         return tl::make_unexpected(ok.error());
@@ -360,6 +380,12 @@ tl::expected<Options, std::string> parse_args(std::span<const char* const> args,
     options.action = Options::Action::help;
   } else if (version) {
     options.action = Options::Action::version;
+  } else if (int(status) + int(check) + int(metrics) > 1) {
+    return tl::make_unexpected("--status, --check and --metrics exclude each other");
+  } else if (check || metrics) {
+    if (auto problem = probe_args(options, check ? Options::Action::check : Options::Action::metrics)) {
+      return tl::make_unexpected(std::move(*problem));
+    }
   } else if (status) {
     if (!options.profile.empty() || options.min_valid_s) {
       return tl::make_unexpected("--status takes no --profile or --min-valid");
@@ -381,6 +407,8 @@ std::string help_text()
          "       iamtoken-get --status [--format json] [--socket PATH]\n"
          "       iamtoken-get exec --profile NAME [--min-valid SECONDS] [--env VAR]...\n"
          "                    [--sdk-env SERVICE]... -- COMMAND [ARG...]\n"
+         "       iamtoken-get --check [--profile NAME]... [--socket PATH] [--quiet]\n"
+         "       iamtoken-get --metrics [--socket PATH]\n"
          "       iamtoken-get --version | --help\n"
          "\n"
          "Prints an IBM Cloud IAM access token of a trusted profile, as served by iamtokend.\n"
@@ -395,6 +423,11 @@ std::string help_text()
          "      --timeout SECS     give up after this long (default 15)\n"
          "      --quiet            no error line on stderr (the exit code still tells)\n"
          "      --status           the daemon's state and each profile's, as a table\n"
+         "                         (exit 0 whenever the daemon answers: a liveness probe)\n"
+         "      --check            exit 0 when each named profile (default: every profile\n"
+         "                         this user may use) holds a valid token, else 75 with one\n"
+         "                         line per such profile: a readiness probe\n"
+         "      --metrics          the daemon's Prometheus metrics (text exposition)\n"
          "      --version, --help\n"
          "\n"
          "exec runs COMMAND in place of iamtoken-get (same process) with the token in\n"
@@ -595,6 +628,8 @@ int run(const Options& options)
   case Options::Action::version:
     return write_stdout(fmt::format("iamtoken-get {}\n", k_version)) ? k_exit_ok : k_exit_software;
   case Options::Action::status: return run_status(options);
+  case Options::Action::check: return run_check(options);
+  case Options::Action::metrics: return run_metrics(options);
   case Options::Action::token: return run_token(options);
   }
   return k_exit_software;

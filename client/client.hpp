@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace iamtok::client {
 
@@ -32,9 +33,10 @@ enum class Format { raw, json, header, env };
 
 struct Options
 {
-  enum class Action { token, status, version, help };
+  enum class Action { token, status, check, metrics, version, help };
   Action action = Action::token;
-  std::string profile;
+  std::string profile;               // the last --profile
+  std::vector<std::string> profiles; // every --profile, in order (--check)
   Format format = Format::raw;
   bool format_given = false;
   std::optional<std::int64_t> min_valid_s;   // 0..1800
@@ -100,6 +102,51 @@ void print_failure(std::string_view program, const Failure& failure);
 tl::expected<proto::Reply, Failure> fetch_token(const std::string& socket_path, const std::string& profile,
                                                 std::optional<std::int64_t> min_valid_s,
                                                 std::chrono::milliseconds timeout);
+
+// Sends `request` (not a token request: the line is not wiped) and returns
+// the daemon's ok reply line, or the failure: unreachable, timeout, an
+// unreadable reply, or the daemon's error reply.
+tl::expected<std::string, Failure> ok_reply_line(const Options& options, const proto::Request& request);
+
+// Writes failure's line "iamtoken-get: <code>: <message>" to stderr (unless
+// quiet; a newline in the message becomes a space). Returns its exit code.
+int report(const Options& options, const Failure& failure);
+
+// --- probes and metrics (check.cpp) ---------------------------------------
+
+// A usage problem of --check / --metrics (`action`) with the other options
+// given, or nullopt (then options.action is set to `action`).
+std::optional<std::string> probe_args(Options& options, Options::Action action);
+
+// One profile that fails --check, and why.
+struct CheckProblem
+{
+  std::string profile;
+  int exit_code = k_exit_temporary; // 75 no valid token, 77 forbidden, 78 unknown
+  std::string code;                 // not_ready, forbidden or unknown_profile
+  std::string message;              // state and last error, or the daemon's message
+};
+
+// The named profiles of --check (`wanted`; empty: every profile in `status`)
+// that hold no valid token at Unix time `now`. A named profile missing from
+// the status (which lists only what the caller may use) is returned with
+// exit_code 0 and code "missing": the caller asks the daemon why.
+std::vector<CheckProblem> check_profiles(const proto::StatusInfo& status, const std::vector<std::string>& wanted,
+                                         std::int64_t now);
+
+// The exit code of --check for `problems`: 0 when there are none, else 78 if
+// a profile is unknown, else 77 if one is forbidden, else 75.
+int check_exit_code(const std::vector<CheckProblem>& problems);
+
+// --check: one status request (plus one token request per named profile the
+// status does not list, which the daemon refuses at once: unknown or
+// forbidden). Returns 0, 75, 77, 78, or 69/70/75 when the daemon cannot be
+// asked; writes one stderr line per failing profile.
+int run_check(const Options& options);
+
+// --metrics: prints the daemon's text exposition. Returns 0, or the exit
+// code of the failure.
+int run_metrics(const Options& options);
 
 // Carries out `options`: prints to stdout on success, one error line on
 // stderr (unless quiet) on failure. Returns the exit code.

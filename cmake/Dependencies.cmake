@@ -9,6 +9,8 @@ if(NOT IAMTOK_FUZZ)
   find_package(CURL REQUIRED)
   find_package(OpenSSL REQUIRED COMPONENTS Crypto)
   pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
+  # prometheus-cpp-dev: only prometheus-cpp::core (registry, text serializer) is used.
+  find_package(prometheus-cpp CONFIG REQUIRED)
 
   # Asio ships no CMake or pkg-config file.
   find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)

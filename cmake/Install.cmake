@@ -127,10 +127,12 @@ foreach(doc docs/operations.md docs/protocol.md docs/upstream.md docs/security.m
             COMPONENT ${iamtok_component})
   endif()
 endforeach()
-if(IS_DIRECTORY "${PROJECT_SOURCE_DIR}/examples/k8s")
-  install(DIRECTORY "${PROJECT_SOURCE_DIR}/examples/k8s" DESTINATION "${iamtok_docdir}/examples"
-          COMPONENT ${iamtok_component})
-endif()
+foreach(example k8s systemd prometheus)
+  if(IS_DIRECTORY "${PROJECT_SOURCE_DIR}/examples/${example}")
+    install(DIRECTORY "${PROJECT_SOURCE_DIR}/examples/${example}" DESTINATION "${iamtok_docdir}/examples"
+            COMPONENT ${iamtok_component})
+  endif()
+endforeach()
 
 # --- the layout, for tests/e2e/packaging_test.sh (shell syntax)
 set(iamtok_binaries "")

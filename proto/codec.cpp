@@ -18,7 +18,7 @@ using simdjson::dom::object;
 
 constexpr std::array<std::string_view, 7> k_error_names = {
   "bad_request", "request_too_large", "unknown_profile", "forbidden", "busy", "unavailable", "internal"};
-constexpr std::array<std::string_view, 4> k_op_names = {"token", "status", "ping", "watch"};
+constexpr std::array<std::string_view, 5> k_op_names = {"token", "status", "ping", "watch", "metrics"};
 
 // One parser per thread, reused: parsing a request line then allocates
 // nothing but the padded copy. Every caller copies what it needs out of the
@@ -393,10 +393,10 @@ tl::expected<Request, RequestError> parse_request(std::string_view line)
   }
   const auto op = parse_op(op_name);
   if (!op) {
-    return fail("unknown op (expected token, status, ping or watch)", std::move(request.id));
+    return fail("unknown op (expected token, status, ping, watch or metrics)", std::move(request.id));
   }
   request.op = *op;
-  if (request.op == Op::status || request.op == Op::ping) {
+  if (request.op == Op::status || request.op == Op::ping || request.op == Op::metrics) {
     return request;
   }
 
@@ -467,6 +467,18 @@ std::string format_ok_reply(const RequestId& id)
 {
   std::string out = "{\"ok\":true";
   append_id(out, id);
+  out.append("}\n");
+  return out;
+}
+
+std::string format_metrics_reply(const RequestId& id, std::string_view text)
+{
+  std::string out;
+  out.reserve(text.size() + text.size() / 8 + 32);
+  out.append("{\"ok\":true");
+  append_id(out, id);
+  append_key(out, "text");
+  json::append_quoted(out, text);
   out.append("}\n");
   return out;
 }
@@ -582,29 +594,60 @@ tl::expected<Reply, std::string> parse_reply(std::string_view line)
   return reply;
 }
 
+namespace {
+
+// The object of an ok reply `line` parsed with `parser`, or a message when
+// parse_reply would not accept it as an ok reply.
+tl::expected<object, std::string> ok_reply_object(simdjson::dom::parser& parser, std::string_view line)
+{
+  auto obj = parse_object(parser, strip_line_end(line), "reply is not a JSON object");
+  if (!obj) {
+    return tl::unexpected(std::move(obj.error()));
+  }
+  std::string error;
+  Reply reply;
+  read_reply(*obj, reply, error);
+  if (!error.empty()) {
+    return tl::unexpected(std::move(error));
+  }
+  if (!reply.ok) {
+    return tl::unexpected(std::string("not an ok reply"));
+  }
+  return *obj;
+}
+
+} // namespace
+
+tl::expected<std::string, std::string> parse_metrics_reply(std::string_view line)
+{
+  simdjson::dom::parser parser;
+  const WipeOnExit wipe{parser};
+  auto obj = ok_reply_object(parser, line);
+  if (!obj) {
+    return tl::unexpected(std::move(obj.error()));
+  }
+  std::string error;
+  std::string text;
+  ObjectReader top(*obj, "", error);
+  top.string("text", text);
+  if (!error.empty()) {
+    return tl::unexpected(std::move(error));
+  }
+  return text;
+}
+
 tl::expected<StatusInfo, std::string> parse_status_reply(std::string_view line)
 {
   // Status replies can be big (many profiles): use a parser of our own,
   // wiped like parse_reply's in case the line carries a token.
   simdjson::dom::parser parser;
   const WipeOnExit wipe{parser};
-  auto obj = parse_object(parser, strip_line_end(line), "reply is not a JSON object");
+  auto obj = ok_reply_object(parser, line);
   if (!obj) {
     return tl::unexpected(std::move(obj.error()));
   }
 
   std::string error;
-  {
-    Reply reply;
-    read_reply(*obj, reply, error);
-    if (!error.empty()) {
-      return tl::unexpected(std::move(error));
-    }
-    if (!reply.ok) {
-      return tl::unexpected(std::string("not an ok reply"));
-    }
-  }
-
   StatusInfo status;
   ObjectReader top(*obj, "", error);
   top.string("version", status.version);

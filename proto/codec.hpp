@@ -31,7 +31,7 @@ std::string_view to_string(ErrorCode code) noexcept;
 // The code with wire name `name`, or nullopt for a name this build does not know.
 std::optional<ErrorCode> parse_error_code(std::string_view name) noexcept;
 
-enum class Op { token, status, ping, watch };
+enum class Op { token, status, ping, watch, metrics };
 
 // The wire name of `op` ("token", ...).
 std::string_view to_string(Op op) noexcept;
@@ -158,6 +158,9 @@ std::string format_error_reply(const RequestId& id, ErrorCode code, std::string_
 // "counters":{..}}; absent optionals are written as null.
 std::string format_status_reply(const RequestId& id, const StatusInfo& status);
 
+// {"ok":true,"id":..,"text":"<Prometheus text exposition>"}: the metrics reply.
+std::string format_metrics_reply(const RequestId& id, std::string_view text);
+
 // A reply line as iamtoken-get sees it.
 struct Reply
 {
@@ -198,5 +201,9 @@ tl::expected<Reply, std::string> parse_reply(std::string_view line);
 // member is missing or wrongly typed (expires_at, refresh_at and last_error
 // may be null).
 tl::expected<StatusInfo, std::string> parse_status_reply(std::string_view line);
+
+// The text of an ok metrics reply, or a one-line message when the line is not
+// an ok reply (as parse_reply accepts it) with a string `text`.
+tl::expected<std::string, std::string> parse_metrics_reply(std::string_view line);
 
 } // namespace iamtok::proto

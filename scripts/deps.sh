@@ -7,8 +7,8 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config libasio-dev libsimdjson-dev
   libcurl4-openssl-dev libssl-dev libfmt-dev catch2 libsystemd-dev libexpected-dev
-  libhttp-parser-dev curl)
-test_pkgs=(clang-16 libclang-rt-16-dev systemd dpkg-dev socat jq)
+  libhttp-parser-dev prometheus-cpp-dev curl)
+test_pkgs=(clang-16 libclang-rt-16-dev systemd dpkg-dev socat jq prometheus)
 bench_pkgs=(hyperfine socat curl jq)
 stress_pkgs=(stress-ng git)
 

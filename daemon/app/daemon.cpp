@@ -5,9 +5,11 @@
 #include "daemon/engine/engine.hpp"
 #include "daemon/engine/system_ports.hpp"
 #include "daemon/log/log.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/server/server.hpp"
 #include "daemon/upstream/cloud_upstream.hpp"
 #include "daemon/upstream/file_source.hpp"
+#include "daemon/upstream/observer.hpp"
 #include "daemon/upstream/token_watcher.hpp"
 #include "version.hpp"
 
@@ -53,9 +55,10 @@ void raise_fd_limit()
   }
 }
 
-upstream::Options upstream_options(const config::Config& config)
+upstream::Options upstream_options(const config::Config& config, upstream::RequestObserver& observer)
 {
   upstream::Options options;
+  options.observer = &observer;
   options.source = config.source.type == config::SourceType::imds ? upstream::SourceType::imds
                                                                    : upstream::SourceType::file;
   options.imds_endpoint = config.source.imds.endpoint;
@@ -128,6 +131,28 @@ void check_token_claims(std::string_view what, const engine::IssuedToken& issued
               issued.jwt_lifetime->count(), issued.expires_in.count(), issued.jwt_lifetime->count());
   }
 }
+
+// Counts every upstream HTTP request in the metrics: the code is the HTTP
+// status, or timeout/transport when no reply came.
+class UpstreamCounter final : public upstream::RequestObserver
+{
+public:
+  void on_request(const upstream::RequestOutcome& outcome) override
+  {
+    if (outcome.http_status != 0) {
+      const fmt::format_int status(outcome.http_status);
+      m_stats.record(outcome.call, std::string_view(status.data(), status.size()), outcome.duration);
+    } else {
+      m_stats.record(outcome.call, outcome.failure == engine::Failure::timeout ? "timeout" : "transport",
+                     outcome.duration);
+    }
+  }
+
+  const metrics::UpstreamStats& stats() const noexcept { return m_stats; }
+
+private:
+  metrics::UpstreamStats m_stats;
+};
 
 // The engine's Upstream with a log line for every result and a hook that
 // runs after each exchange has been handed to the engine (for STATUS=). It
@@ -282,7 +307,7 @@ public:
               config::to_string(m_config.exchange));
     std::unique_ptr<engine::Upstream> cloud;
     try {
-      cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(m_config));
+      cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(m_config, m_upstream_counter));
     } catch (const std::exception& e) {
       log::error("cannot set up the upstream: {}", e.what());
       return k_exit_fatal;
@@ -292,6 +317,7 @@ public:
     m_engine = std::make_unique<engine::Engine>(engine::Ports{m_clock, m_timers, m_random, *m_logging},
                                                 engine_settings(m_config), profile_specs(m_config));
     m_server = std::make_unique<server::Server>(m_io, *m_engine, m_config, server::Limits{});
+    m_server->set_metrics([this] { return metrics_text(); });
 
     const int passed = sd_listen_fds(1);
     if (passed > 1) {
@@ -354,6 +380,20 @@ private:
       log::warn("cannot watch {} (does the directory exist?): a new token is used at the next retry",
                 m_token_watcher->unwatched().front());
     }
+  }
+
+  // The metrics exposition: what the socket's metrics op answers.
+  std::string metrics_text() const
+  {
+    metrics::Snapshot snapshot;
+    snapshot.version = std::string(k_version);
+    snapshot.engine = m_engine->status();
+    snapshot.unix_now = m_clock.unix_now();
+    snapshot.transports.push_back(
+      metrics::Transport{"socket", m_server->request_counts(), m_server->counters().connections});
+    snapshot.upstream = m_upstream_counter.stats();
+    snapshot.process = metrics::read_process_stats();
+    return metrics::exposition(snapshot);
   }
 
   void wait_for_signal()
@@ -498,7 +538,7 @@ private:
     std::unique_ptr<engine::Upstream> cloud;
     if (!same_upstream(m_config, next)) {
       try {
-        cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(next));
+        cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(next, m_upstream_counter));
       } catch (const std::exception& e) {
         log::error("reload: cannot set up the upstream: {}", e.what());
         log::error("reload failed: keeping the previous configuration");
@@ -579,6 +619,7 @@ private:
   engine::SystemClock m_clock;
   engine::SystemRandom m_random;
   AsioTimers m_timers;
+  UpstreamCounter m_upstream_counter; // outlives every upstream
   std::unique_ptr<LoggingUpstream> m_logging;
   std::unique_ptr<engine::Engine> m_engine;
   std::unique_ptr<server::Server> m_server;

@@ -24,6 +24,18 @@ std::string_view to_string(State state)
   return "failed";
 }
 
+std::string_view to_string(Failure failure)
+{
+  switch (failure) {
+  case Failure::transport: return "transport";
+  case Failure::timeout: return "timeout";
+  case Failure::http: return "http";
+  case Failure::malformed: return "malformed";
+  case Failure::source: return "source";
+  }
+  return "transport";
+}
+
 namespace {
 
 // The shared CR token is reused while more than min(60 s, half its lifetime)
@@ -39,6 +51,7 @@ struct Held
   // Wall-clock Unix expiry (when the request was sent + lifetime), fixed so
   // every reply for this token reports the same expires_at.
   std::int64_t unix_expiry = 0;
+  std::uint64_t generation = 0; // Grant::generation
 };
 
 // Callbacks to run once the engine's state is consistent again.
@@ -112,6 +125,7 @@ struct Engine::Impl
     bool finished_any = false; // an attempt has finished (settled)
     std::uint64_t refreshes = 0;
     std::uint64_t failures = 0;
+    FailureCounts failures_by{};
     std::optional<UpstreamError> last_error;
 
     std::vector<Waiter> waiters;
@@ -163,6 +177,7 @@ struct Engine::Impl
   WatchId m_next_watch = 1;
   std::vector<std::function<void()>> m_settled;
   std::uint64_t m_upstream_calls = 0;
+  std::uint64_t m_generations = 0; // access tokens cached so far, all profiles
 
   TimePoint now() const { return m_ports.clock.now(); }
 
@@ -200,7 +215,7 @@ struct Engine::Impl
       return std::nullopt;
     }
     const std::int64_t seconds_left = floor_seconds(left);
-    return Grant{p.token->token, p.token->unix_expiry, seconds_left};
+    return Grant{p.token->token, p.token->unix_expiry, seconds_left, p.token->generation};
   }
 
   // Seconds until `p`'s next attempt, at least 1 (1 while one is in flight).
@@ -557,7 +572,8 @@ struct Engine::Impl
       const Duration lifetime = lifetime_of(*result);
       const TimePoint expiry = p.sent_at + lifetime;
       // Assigning drops (and wipes) the previous token.
-      p.token = Held{std::move(result->token), expiry, lifetime, p.unix_sent + floor_seconds(lifetime)};
+      p.token = Held{std::move(result->token), expiry, lifetime, p.unix_sent + floor_seconds(lifetime),
+                     ++m_generations};
       ++p.refreshes;
       p.streak = 0;
       p.backing_off = false;
@@ -568,6 +584,7 @@ struct Engine::Impl
       notify_watchers(p, out);
     } else {
       ++p.failures;
+      ++p.failures_by[static_cast<std::size_t>(result.error().failure)];
       ++p.streak;
       p.backing_off = true;
       p.last_error = result.error();
@@ -877,6 +894,7 @@ Status Engine::status() const
     }
     s.refreshes = p->refreshes;
     s.failures = p->failures;
+    s.failures_by = p->failures_by;
     s.last_error = p->last_error;
     status.profiles.push_back(std::move(s));
   }

@@ -6,6 +6,7 @@
 
 #include "daemon/engine/ports.hpp"
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -35,6 +36,9 @@ struct Grant
   Secret access_token;
   std::int64_t expires_at = 0; // Unix seconds (wall clock, for callers)
   std::int64_t expires_in = 0; // seconds left now
+  // Tells tokens apart without looking at them: every token the engine
+  // caches gets the next number (counting from 1, across all profiles).
+  std::uint64_t generation = 0;
 };
 
 struct TokenError
@@ -56,6 +60,10 @@ using TokenCallback = std::function<void(TokenResult)>;
 // last attempt failed or the token expired. Computed when asked, so no timer
 // fires at expiry.
 enum class State { pending, fresh, refreshing, stale, failed };
+inline constexpr std::size_t k_state_count = 5;
+
+// Failed attempts counted by Failure (indexed by its value).
+using FailureCounts = std::array<std::uint64_t, k_failure_count>;
 std::string_view to_string(State state);
 
 struct ProfileStatus
@@ -66,6 +74,7 @@ struct ProfileStatus
   std::optional<std::int64_t> refresh_at; // Unix seconds of the next attempt (unset: in flight)
   std::uint64_t refreshes = 0;            // successful exchanges
   std::uint64_t failures = 0;             // failed attempts
+  FailureCounts failures_by{};            // the same, by how they failed
   std::optional<UpstreamError> last_error; // current failure streak; a success clears it
 };
 

@@ -14,6 +14,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace iamtok::engine {
 
@@ -71,6 +72,9 @@ enum class Failure {
   malformed, // a 2xx reply that is not the documented JSON
   source,    // the CR-token source itself (file missing/empty)
 };
+inline constexpr std::size_t k_failure_count = 5;
+// "transport", "timeout", "http", "malformed" or "source".
+std::string_view to_string(Failure failure);
 
 struct UpstreamError
 {

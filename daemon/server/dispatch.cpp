@@ -20,7 +20,13 @@ const config::Profile* find_profile(const config::Config& config, std::string_vi
 
 Reply error_reply(const proto::RequestId& id, const proto::ErrorInfo& error, bool last = false)
 {
-  return Reply(proto::format_error_reply(id, error), true, last);
+  return Reply(proto::format_error_reply(id, error), error.code, last);
+}
+
+// Who got a token, for the audit trail (no group list: nothing to copy).
+Caller audited(const Caller& caller)
+{
+  return Caller{caller.uid, caller.gid, caller.pid, {}};
 }
 
 Reply token_reply(const proto::RequestId& id, std::string_view profile, const engine::TokenResult& result,
@@ -114,17 +120,33 @@ Watch::~Watch()
 }
 
 Dispatcher::Dispatcher(engine::Engine& engine, const config::Config& config, uid_t daemon_uid,
-                       std::function<Counters()> counters)
+                       std::function<Counters()> counters, Via via)
   : m_engine(engine),
     m_config(std::make_shared<const config::Config>(config)),
     m_daemon_uid(daemon_uid),
-    m_counters(std::move(counters))
+    m_counters(std::move(counters)),
+    m_via(via)
 {
 }
 
 void Dispatcher::set_config(const config::Config& config)
 {
   m_config = std::make_shared<const config::Config>(config);
+  std::vector<std::string> names;
+  names.reserve(config.profiles.size());
+  for (const auto& profile : config.profiles) {
+    names.push_back(profile.name);
+  }
+  m_audit->retain(names);
+}
+
+std::optional<proto::ErrorInfo> Dispatcher::authorize(std::string_view profile, const Caller& caller)
+{
+  auto denied = check(profile, caller);
+  if (denied) {
+    m_audit->denied(caller, m_via, profile, proto::to_string(denied->code), denied->message);
+  }
+  return denied;
 }
 
 std::optional<proto::ErrorInfo> Dispatcher::check(std::string_view profile, const Caller& caller) const
@@ -159,26 +181,36 @@ void Dispatcher::handle(const proto::Request& request, const Caller& caller, Rep
   case proto::Op::status:
     done(Reply(status_line(request.id, caller), false));
     return;
+  case proto::Op::metrics:
+    if (m_metrics) {
+      done(Reply(proto::format_metrics_reply(request.id, m_metrics()), false));
+    } else {
+      done(error_reply(request.id, {proto::ErrorCode::internal, "metrics are not available", {}, {}}));
+    }
+    return;
   case proto::Op::watch:
     done(error_reply(request.id, {proto::ErrorCode::bad_request, "watch needs its own connection", {}, {}}));
     return;
   case proto::Op::token:
     break;
   }
-  if (auto denied = check(request.profile, caller)) {
+  if (auto denied = authorize(request.profile, caller)) {
     done(error_reply(request.id, *denied));
     return;
   }
   m_engine.get_token(request.profile, min_valid(request),
-                     [id = request.id, profile = request.profile,
-                      done = std::move(done)](engine::TokenResult result) {
+                     [id = request.id, profile = request.profile, audit = m_audit, via = m_via,
+                      who = audited(caller), done = std::move(done)](engine::TokenResult result) {
+                       if (result) {
+                         audit->granted(who, via, profile, result->generation, result->expires_at);
+                       }
                        done(token_reply(id, profile, result, false));
                      });
 }
 
 Watch Dispatcher::watch(const proto::Request& request, const Caller& caller, ReplyCallback on_reply)
 {
-  if (auto denied = check(request.profile, caller)) {
+  if (auto denied = authorize(request.profile, caller)) {
     on_reply(error_reply(request.id, *denied, true));
     return Watch();
   }
@@ -186,7 +218,8 @@ Watch Dispatcher::watch(const proto::Request& request, const Caller& caller, Rep
   state->engine = &m_engine;
   m_engine.get_token(
     request.profile, min_valid(request),
-    [state, id = request.id, profile = request.profile, on_reply](engine::TokenResult result) {
+    [state, id = request.id, profile = request.profile, audit = m_audit, via = m_via, who = audited(caller),
+     on_reply](engine::TokenResult result) {
       if (state->ended) {
         return;
       }
@@ -195,12 +228,14 @@ Watch Dispatcher::watch(const proto::Request& request, const Caller& caller, Rep
         on_reply(token_reply(id, profile, result, true));
         return;
       }
+      audit->granted(who, via, profile, result->generation, result->expires_at);
       on_reply(token_reply(id, profile, result, true));
       if (state->ended) {
         return;
       }
       // Watching from inside the get_token callback: no renewal slips in between.
-      state->id = state->engine->watch(profile, [state, id, profile, on_reply](engine::TokenResult renewed) {
+      state->id = state->engine->watch(profile, [state, id, profile, audit, via, who,
+                                                 on_reply](engine::TokenResult renewed) {
         if (state->ended) {
           return;
         }
@@ -208,6 +243,8 @@ Watch Dispatcher::watch(const proto::Request& request, const Caller& caller, Rep
           // The watch is over (profile removed by a reload): the engine forgets it.
           state->id = 0;
           state->ended = true;
+        } else {
+          audit->granted(who, via, profile, renewed->generation, renewed->expires_at);
         }
         on_reply(token_reply(id, profile, renewed, true));
       });

@@ -1,12 +1,14 @@
 #pragma once
 
-// The mapping from a parsed request to its reply line (docs/protocol.md), apart from
-// the socket transport (as Kea's command manager): authorization, token
-// requests through the engine, status, ping, and the watch subscription.
+// The mapping from a parsed request to its reply line (docs/protocol.md),
+// apart from the socket transport (as Kea's command manager): authorization
+// and its audit trail, token requests through the engine, status, ping,
+// metrics, and the watch subscription.
 // Single-threaded like the engine; no Asio.
 
 #include "daemon/config/config.hpp"
 #include "daemon/engine/engine.hpp"
+#include "daemon/server/audit.hpp"
 #include "daemon/server/peer.hpp"
 #include "proto/codec.hpp"
 
@@ -34,9 +36,16 @@ struct Reply
   std::string line;
   bool error = false; // an error reply (counted in Counters::errors)
   bool last = false;  // the connection is closed once this line is written
+  proto::ErrorCode code = proto::ErrorCode::internal; // an error reply's code
   Reply() = default;
+  // An ok reply (`error` false), or an error whose code is not known here.
   Reply(std::string line_, bool error_, bool last_ = false)
     : line(std::move(line_)), error(error_), last(last_)
+  {
+  }
+  // An error reply with `code_`.
+  Reply(std::string line_, proto::ErrorCode code_, bool last_ = false)
+    : line(std::move(line_)), error(true), last(last_), code(code_)
   {
   }
   Reply(const Reply&) = default;
@@ -79,8 +88,12 @@ class Dispatcher
 public:
   // `counters` gives the server's counters for status replies; `source_type`
   // comes from the config. `daemon_uid` is always allowed.
+  // `via` names the transport in the audit trail.
   Dispatcher(engine::Engine& engine, const config::Config& config, uid_t daemon_uid,
-             std::function<Counters()> counters);
+             std::function<Counters()> counters, Via via = Via::socket);
+
+  // Where the metrics op gets its text (until set: an `internal` error).
+  void set_metrics(std::function<std::string()> exposition) { m_metrics = std::move(exposition); }
 
   // Swaps in a new configuration (allow lists, profiles, source type).
   void set_config(const config::Config& config);
@@ -89,6 +102,8 @@ public:
   // nullopt if `caller` may use `profile`; else unknown_profile (not
   // configured) or forbidden (configured, but not for this caller).
   std::optional<proto::ErrorInfo> check(std::string_view profile, const Caller& caller) const;
+  // check(), and a denial goes to the audit trail.
+  std::optional<proto::ErrorInfo> authorize(std::string_view profile, const Caller& caller);
 
   // Answers one request line (without '\n'): calls `done` exactly once with
   // the reply, possibly from inside this call. A watch request is answered
@@ -110,6 +125,10 @@ private:
   std::shared_ptr<const config::Config> m_config;
   uid_t m_daemon_uid;
   std::function<Counters()> m_counters;
+  std::function<std::string()> m_metrics;
+  Via m_via;
+  // Shared with the engine callbacks, which may run after a reload.
+  std::shared_ptr<Audit> m_audit = std::make_shared<Audit>();
   std::chrono::steady_clock::time_point m_started = std::chrono::steady_clock::now();
 };
 

@@ -188,6 +188,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>
   std::uint32_t max_connections = 1024;
   Dispatcher dispatcher;
   Counters counters;
+  metrics::RequestCounts requests; // by op and result, for the metrics
   std::set<std::shared_ptr<Connection>> connections;
   bool stopping = false;
   bool stopped = false;
@@ -295,6 +296,7 @@ asio::awaitable<void> Server::Impl::send_busy(Protocol::socket socket)
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
   ++counters.errors;
+  requests.add(std::nullopt, proto::ErrorCode::busy);
   const std::string line =
     proto::format_error_reply({}, proto::ErrorInfo{proto::ErrorCode::busy, "too many connections", 1, {}});
   asio::steady_timer timer(io);
@@ -320,6 +322,7 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Connection> c)
     // A bug ends this connection with a JSON error, never the process.
     try {
       ++counters.errors;
+      requests.add(std::nullopt, proto::ErrorCode::internal);
       co_await write(*c, proto::format_error_reply({}, proto::ErrorCode::internal, "internal error"));
     } catch (const std::exception&) {
     }
@@ -361,6 +364,7 @@ asio::awaitable<void> Server::Impl::serve(std::shared_ptr<Connection> c)
     if (buffer.size() > proto::k_max_line_bytes && (newline == std::string::npos || newline > proto::k_max_line_bytes)) {
       ++counters.requests;
       ++counters.errors;
+      requests.add(std::nullopt, proto::ErrorCode::request_too_large);
       co_await write(*c, proto::format_error_reply({}, proto::ErrorCode::request_too_large,
                                                    "request line longer than 4096 bytes"));
       co_return;
@@ -460,7 +464,7 @@ asio::awaitable<bool> Server::Impl::answer(std::shared_ptr<Connection> c, std::s
       dispatcher.handle(*request, c->caller, done);
     } else {
       const proto::RequestError& error = request.error();
-      done(Reply(proto::format_error_reply(error.id, proto::ErrorInfo{error.code, error.message, {}, {}}), true));
+      done(Reply(proto::format_error_reply(error.id, proto::ErrorInfo{error.code, error.message, {}, {}}), error.code));
     }
   }
   reply = co_await next_reply(c);
@@ -470,6 +474,8 @@ asio::awaitable<bool> Server::Impl::answer(std::shared_ptr<Connection> c, std::s
   if (reply->error) {
     ++counters.errors;
   }
+  requests.add(request ? std::optional(request->op) : std::nullopt,
+               reply->error ? std::optional(reply->code) : std::nullopt);
   co_return co_await write(*c, reply->line) && !reply->last;
 }
 
@@ -491,6 +497,7 @@ asio::awaitable<void> Server::Impl::run_watch(std::shared_ptr<Connection> c, con
 
 asio::awaitable<void> Server::Impl::watch_writer(std::shared_ptr<Connection> c)
 {
+  bool first = true; // the watch request's own answer; renewals are not requests
   for (;;) {
     auto reply = co_await next_reply(c);
     if (!reply) {
@@ -498,6 +505,9 @@ asio::awaitable<void> Server::Impl::watch_writer(std::shared_ptr<Connection> c)
     }
     if (reply->error) {
       ++counters.errors;
+    }
+    if (std::exchange(first, false)) {
+      requests.add(proto::Op::watch, reply->error ? std::optional(reply->code) : std::nullopt);
     }
     if (!co_await write(*c, reply->line) || reply->last) {
       co_return;
@@ -657,10 +667,10 @@ void Server::reconfigure(const config::Config& config)
     if (!c->watching || c->closed) {
       continue;
     }
-    if (auto denied = impl.dispatcher.check(c->watched, c->caller)) {
+    if (auto denied = impl.dispatcher.authorize(c->watched, c->caller)) {
       c->watch = Watch();
       c->out.clear();
-      c->push(Reply(proto::format_error_reply(c->watch_id, *denied), true, true));
+      c->push(Reply(proto::format_error_reply(c->watch_id, *denied), denied->code, true));
     }
   }
 }
@@ -704,6 +714,16 @@ void Server::stop(std::function<void()> done)
 Counters Server::counters() const
 {
   return m_impl->counters;
+}
+
+metrics::RequestCounts Server::request_counts() const
+{
+  return m_impl->requests;
+}
+
+void Server::set_metrics(std::function<std::string()> exposition)
+{
+  m_impl->dispatcher.set_metrics(std::move(exposition));
 }
 
 } // namespace iamtok::server

@@ -14,6 +14,7 @@
 
 #include "daemon/config/config.hpp"
 #include "daemon/engine/engine.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/server/dispatch.hpp"
 
 #include <asio.hpp>
@@ -69,6 +70,11 @@ public:
 
   // Requests and error replies so far; connections open now.
   Counters counters() const;
+  // Requests answered so far by op and result (for the metrics).
+  metrics::RequestCounts request_counts() const;
+
+  // Where the metrics op gets its text (see Dispatcher::set_metrics).
+  void set_metrics(std::function<std::string()> exposition);
 
 private:
   struct Impl;

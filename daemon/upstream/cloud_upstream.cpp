@@ -150,7 +150,11 @@ asio::awaitable<void> CloudUpstream::call(Call which, HttpRequest request,
   std::optional<engine::UpstreamResult> result;
   try {
     const std::string url = request.url;
+    const auto started = std::chrono::steady_clock::now();
     HttpResult reply = co_await m_http.request(std::move(request));
+    if (m_options.observer != nullptr) {
+      m_options.observer->on_request(observed(which, reply, std::chrono::steady_clock::now() - started));
+    }
     result = result_of(which, url, std::move(reply));
   } catch (const std::exception& e) {
     UpstreamError error;
@@ -159,6 +163,19 @@ asio::awaitable<void> CloudUpstream::call(Call which, HttpRequest request,
     result = tl::unexpected(std::move(error));
   }
   done(std::move(*result));
+}
+
+RequestOutcome CloudUpstream::observed(Call which, const HttpResult& reply, std::chrono::nanoseconds duration)
+{
+  RequestOutcome outcome;
+  outcome.call = which == Call::imds_token ? "imds_token" : which == Call::iam_token ? "iam_token" : "imds_iam_token";
+  outcome.duration = duration;
+  if (reply) {
+    outcome.http_status = static_cast<int>(reply->status);
+  } else {
+    outcome.failure = reply.error().failure;
+  }
+  return outcome;
 }
 
 engine::UpstreamResult CloudUpstream::result_of(Call which, const std::string& url,

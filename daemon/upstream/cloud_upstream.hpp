@@ -6,6 +6,7 @@
 
 #include "daemon/engine/ports.hpp"
 #include "daemon/upstream/http_client.hpp"
+#include "daemon/upstream/observer.hpp"
 #include "daemon/upstream/replies.hpp"
 #include "daemon/upstream/requests.hpp"
 
@@ -32,6 +33,7 @@ struct Options
   std::string iam_endpoint = "https://iam.cloud.ibm.com";
   std::chrono::milliseconds timeout{10'000};        // whole request (refresh.timeout_s)
   std::chrono::milliseconds connect_timeout{2'000}; // TCP/TLS connect
+  RequestObserver* observer = nullptr; // told of every request's end; must outlive the upstream
 };
 
 class CloudUpstream final : public engine::Upstream
@@ -65,6 +67,7 @@ private:
                              std::weak_ptr<int> life);
   HttpRequest imds_request(std::string_view path) const;
   engine::UpstreamResult result_of(Call call, const std::string& url, HttpResult result) const;
+  static RequestOutcome observed(Call call, const HttpResult& reply, std::chrono::nanoseconds duration);
 
   asio::io_context& m_io;
   Options m_options;

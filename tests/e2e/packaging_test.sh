@@ -69,6 +69,8 @@ expect_file "$tmpfilesdir/iamtokend.conf"
 expect_file "$docdir/operations.md"
 expect_file "$docdir/examples/k8s/pod.yaml"
 expect_file "$docdir/examples/k8s/configmap.yaml"
+expect_file "$docdir/examples/systemd/iamtokend-textfile.timer"
+expect_file "$docdir/examples/prometheus/iamtokend-alerts.yml"
 have_config=0
 if [ -f "$source_dir/examples/config.json" ]; then
   have_config=1
@@ -204,6 +206,10 @@ if command -v dpkg-deb >/dev/null 2>&1 && command -v cpack >/dev/null 2>&1; then
     case "$depends" in
       *libc6*) pass "Depends (dpkg-shlibdeps): $depends" ;;
       *) fail "Depends lacks libc6: '$depends'" ;;
+    esac
+    case "$depends" in
+      *libprometheus-cpp-core*) pass "Depends names the prometheus-cpp runtime" ;;
+      *) fail "Depends lacks libprometheus-cpp-core: '$depends'" ;;
     esac
     control="$tmp/control"
     dpkg-deb -e "$deb" "$control"

@@ -84,7 +84,7 @@ TEST_CASE("error codes and ops convert to their wire names and back")
   }
   CHECK(to_string(ErrorCode::request_too_large) == "request_too_large");
   CHECK_FALSE(parse_error_code("teapot"));
-  for (auto op : {Op::token, Op::status, Op::ping, Op::watch}) {
+  for (auto op : {Op::token, Op::status, Op::ping, Op::watch, Op::metrics}) {
     CHECK(parse_op(to_string(op)) == op);
   }
   CHECK(to_string(Op::watch) == "watch");
@@ -197,8 +197,8 @@ TEST_CASE("a missing, mistyped or unknown op is a bad_request")
   CHECK(request_error(R"({"profile":"reader"})").message == "missing op");
   CHECK(request_error(R"({"op":1})").message == "op must be a string");
   CHECK(request_error(R"({"op":null})").message == "op must be a string");
-  CHECK(request_error(R"({"op":"refresh"})").message == "unknown op (expected token, status, ping or watch)");
-  CHECK(request_error(R"({"op":"PING"})").message == "unknown op (expected token, status, ping or watch)");
+  CHECK(request_error(R"({"op":"refresh"})").message == "unknown op (expected token, status, ping, watch or metrics)");
+  CHECK(request_error(R"({"op":"PING"})").message == "unknown op (expected token, status, ping, watch or metrics)");
 }
 
 TEST_CASE("token and watch need a non-empty string profile")
@@ -544,4 +544,32 @@ TEST_CASE("reply parse errors never echo the token")
   REQUIRE_FALSE(reply);
   CHECK(reply.error().find("eyJ") == std::string::npos);
   CHECK(parse_reply(line.substr(0, 60)).error().find("eyJ") == std::string::npos);
+}
+
+TEST_CASE("a metrics reply carries the exposition text and parses back")
+{
+  const std::string text = "# HELP x a \"quoted\" help\n# TYPE x gauge\nx{profile=\"r\\\\1\"} 1\n";
+  const std::string line = format_metrics_reply(RequestId{std::int64_t{5}}, text);
+  CHECK(line.ends_with("}\n"));
+  CHECK(line.find('\n') == line.size() - 1); // one line
+  const auto parsed = parse_metrics_reply(line);
+  REQUIRE(parsed);
+  CHECK(*parsed == text);
+  const auto reply = parse_reply(line);
+  REQUIRE(reply);
+  CHECK(reply->ok);
+  CHECK(reply->id == RequestId{std::int64_t{5}});
+
+  CHECK_FALSE(parse_metrics_reply(R"({"ok":true})"));
+  CHECK_FALSE(parse_metrics_reply(R"({"ok":true,"text":5})"));
+  CHECK_FALSE(parse_metrics_reply(R"({"ok":false,"error":{"code":"internal","message":"m"}})"));
+  CHECK_FALSE(parse_metrics_reply("not json"));
+}
+
+TEST_CASE("a metrics request has no profile")
+{
+  const auto request = parse_request(R"({"op":"metrics","id":"m"})");
+  REQUIRE(request);
+  CHECK(request->op == Op::metrics);
+  CHECK(format_request(*request) == "{\"op\":\"metrics\",\"id\":\"m\"}\n");
 }

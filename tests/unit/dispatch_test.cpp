@@ -1,3 +1,4 @@
+#include "daemon/log/log.hpp"
 #include "daemon/server/dispatch.hpp"
 #include "tests/unit/engine_fakes.hpp"
 
@@ -280,4 +281,57 @@ TEST_CASE("a watch whose profile a reload removes gets one last unknown_profile 
   REQUIRE(replies.size() == 2);
   CHECK(parsed(replies[1]).error_code() == proto::ErrorCode::unknown_profile);
   CHECK(replies[1].last);
+}
+
+TEST_CASE("the metrics op answers the text of the metrics source, to any caller")
+{
+  Fixture f;
+  const auto before = parsed(f.ask(R"({"op":"metrics","id":3})", caller(2000)));
+  CHECK(before.error_code() == proto::ErrorCode::internal); // no source set
+
+  f.dispatcher.set_metrics([] { return std::string("iamtokend_build_info{version=\"x\"} 1\n"); });
+  const auto reply = f.ask(R"({"op":"metrics","id":3})", caller(2000));
+  REQUIRE(reply);
+  CHECK_FALSE(reply->error);
+  const auto text = proto::parse_metrics_reply(reply->line);
+  REQUIRE(text);
+  CHECK(*text == "iamtokend_build_info{version=\"x\"} 1\n");
+}
+
+TEST_CASE("error replies carry their code for the request counters")
+{
+  Fixture f;
+  CHECK(f.ask(R"({"op":"token","profile":"deployer"})", caller(2000))->code == proto::ErrorCode::forbidden);
+  CHECK(f.ask(R"({"op":"token","profile":"nope"})", caller(2000))->code == proto::ErrorCode::unknown_profile);
+  CHECK(f.ask(R"({"op":)", caller(2000))->code == proto::ErrorCode::bad_request);
+}
+
+TEST_CASE("denials and first grants reach the audit trail, tokens never")
+{
+  log::CaptureSink capture(log::Level::info);
+  Fixture f;
+  f.upstream.answer_all(300s, 100s);
+  const auto denied = parsed(f.ask(R"({"op":"token","profile":"deployer"})", Caller{2000, 100, 77, {}}));
+  CHECK(denied.error_code() == proto::ErrorCode::forbidden);
+  const auto first = parsed(f.ask(R"({"op":"token","profile":"reader"})", Caller{2000, 100, 78, {}}));
+  const auto second = parsed(f.ask(R"({"op":"token","profile":"reader"})", Caller{2000, 100, 79, {}}));
+  REQUIRE(first.is_token());
+  CHECK(second.access_token == first.access_token);
+  f.timers.advance(100s); // renewed
+  const auto renewed = parsed(f.ask(R"({"op":"token","profile":"reader"})", Caller{2000, 100, 80, {}}));
+  REQUIRE(renewed.is_token());
+  CHECK_FALSE(renewed.access_token == first.access_token);
+
+  std::vector<std::string> audit;
+  for (const auto& line : capture.lines()) {
+    if (line.find("denied:") != std::string::npos || line.find("granted:") != std::string::npos) {
+      audit.push_back(line);
+    }
+    CHECK(line.find(first.access_token.expose()) == std::string::npos);
+    CHECK(line.find(renewed.access_token.expose()) == std::string::npos);
+  }
+  REQUIRE(audit.size() == 3);
+  CHECK(audit[0] == "WARN denied: uid 2000 pid 77 via socket profile deployer: forbidden (caller may not use this profile)");
+  CHECK(audit[1].starts_with("INFO granted: uid 2000 pid 78 via socket profile reader: token generation "));
+  CHECK(audit[2].starts_with("INFO granted: uid 2000 pid 80 via socket profile reader: token generation "));
 }

@@ -1210,3 +1210,38 @@ TEST_CASE("cr_token_changed does nothing before start and after stop")
   engine.cr_token_changed();
   REQUIRE(rig.upstream.open.empty());
 }
+
+// --- what the metrics and the audit trail read ----------------------------------
+
+TEST_CASE("Every cached token gets the next generation, across profiles; failures count by reason")
+{
+  Rig rig;
+  auto& engine = rig.make({spec("a", "A"), spec("b", "B")});
+  engine.start();
+  REQUIRE(rig.upstream.complete_cr(issued("cr-1", 3600s)));
+  REQUIRE(rig.upstream.complete_exchange(issued("tok-a", 100s), "A"));
+  UpstreamError timeout;
+  timeout.failure = Failure::timeout;
+  REQUIRE(rig.upstream.complete_exchange(failed(timeout), "B"));
+
+  const auto first = ask(engine, "a");
+  REQUIRE(has_token(first, "tok-a"));
+  const std::uint64_t generation = first->value()->generation;
+  CHECK(generation == 1);
+  CHECK(ask(engine, "a")->value()->generation == generation); // the same token
+
+  rig.timers.advance(100s); // a's refresh (at most at 100 %) and b's retry are out
+  REQUIRE(rig.upstream.complete_exchange(failed(http_error(503)), "B"));
+  REQUIRE(rig.upstream.complete_exchange(issued("tok-a2", 100s), "A"));
+  const auto renewed = ask(engine, "a");
+  REQUIRE(has_token(renewed, "tok-a2"));
+  CHECK(renewed->value()->generation == 2);
+
+  const ProfileStatus b = profile_status(engine.status(), "b");
+  CHECK(b.failures == 2);
+  CHECK(b.failures_by[static_cast<std::size_t>(Failure::timeout)] == 1);
+  CHECK(b.failures_by[static_cast<std::size_t>(Failure::http)] == 1);
+  CHECK(b.failures_by[static_cast<std::size_t>(Failure::transport)] == 0);
+  CHECK(to_string(Failure::malformed) == "malformed");
+  CHECK(to_string(Failure::source) == "source");
+}
