@@ -1,6 +1,6 @@
 // libFuzzer target: config::parse_config must accept any bytes without
 // crashing; a rejected config reports at least one problem, each one line of
-// UTF-8, and an accepted one respects the documented bounds.
+// UTF-8, and an accepted one respects the documented bounds and selector rules.
 
 #include "daemon/config/config.hpp"
 #include "proto/json.hpp"
@@ -93,7 +93,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (profile.name.empty() || !names.insert(profile.name).second) {
       std::abort();
     }
-    if (profile.profile_id.empty() && profile.profile_name.empty() && profile.profile_crn.empty()) {
+    // With the iam exchange a profile names its trusted profile; with imds
+    // it names at most one selector (none: the instance's default profile).
+    const int selectors = int(!profile.profile_id.empty()) + int(!profile.profile_name.empty())
+                          + int(!profile.profile_crn.empty());
+    if ((config->exchange == Exchange::iam && selectors == 0)
+        || (config->exchange == Exchange::imds && selectors > 1)) {
       std::abort();
     }
   }
