@@ -24,6 +24,7 @@ constexpr std::string_view k_not_found = "credentials not found in native keycha
 DaemonConfig registry_config()
 {
   DaemonConfig config;
+  config.exchange = "iam"; // the IAM grant: its calls and error codes are what these checks read
   config.profiles = fmt::format(R"([{{"name":"reader","profile_id":"{}"}},)"
                                 R"({{"name":"deployer","profile_name":"deployer"}},)"
                                 R"({{"name":"registry","profile_name":"deployer"}}])",
@@ -226,7 +227,7 @@ TEST_CASE("get reports daemon errors on stderr with iamtoken-get's exit codes", 
 TEST_CASE("get exits 75 when the exchange is refused and no token exists, and says why", "[docker]")
 {
   DaemonFixture fixture;
-  REQUIRE(fixture.sim_fault(R"({"target":"imds_iam_token","mode":"status","status":400})").status == 204);
+  REQUIRE(fixture.sim_fault(R"({"target":"iam","mode":"status","status":400})").status == 204);
   auto config = registry_config();
   config.timeout_s = 2;
   fixture.start(config);

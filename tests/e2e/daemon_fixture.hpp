@@ -54,6 +54,7 @@ struct DaemonConfig
   int min_valid_s = 60;
   std::string socket_mode = "0600";
   std::string upstream_url; // IMDS and IAM endpoint; empty: the fixture's simulator
+  std::string exchange;     // "iam" or "imds"; empty: the default (imds)
 
   // The longest one refresh attempt may take: a CR token and an exchange,
   // each bounded by refresh.timeout_s, plus k_react_limit.
@@ -256,10 +257,12 @@ public:
   {
     return fmt::format(R"({{"socket":{{"path":"{}","mode":"{}"}},)"
                        R"("source":{{"type":"imds","imds":{{"endpoint":"{}"}}}},)"
-                       R"("iam":{{"endpoint":"{}"}},)"
+                       R"({}"iam":{{"endpoint":"{}"}},)"
                        R"("refresh":{{"at_fraction":{},"timeout_s":{},"min_valid_s":{}}},)"
                        R"("profiles":{}}})",
-                       socket_path(), config.socket_mode, upstream(config), upstream(config), config.at_fraction,
+                       socket_path(), config.socket_mode, upstream(config),
+                       config.exchange.empty() ? std::string() : fmt::format(R"("exchange":"{}",)", config.exchange),
+                       upstream(config), config.at_fraction,
                        config.timeout_s, config.min_valid_s, config.profiles);
   }
 

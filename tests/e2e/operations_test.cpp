@@ -23,6 +23,7 @@ constexpr std::string_view k_unlinked_id = "Profile-00000000-0000-4000-8000-0000
 DaemonConfig two_profiles()
 {
   DaemonConfig config;
+  config.exchange = "iam"; // the IAM grant: its calls and error codes are what these checks read
   config.timeout_s = 2; // every attempt ends within 2 s
   config.socket_mode = "0666";
   config.profiles = fmt::format(R"([{{"name":"reader","profile_id":"{}"}},{{"name":"bad","profile_id":"{}"}}])",
