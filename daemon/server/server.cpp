@@ -605,37 +605,47 @@ tl::expected<void, std::string> Server::listen()
   if (ec) {
     return tl::unexpected(fmt::format("cannot create socket: {}", ec.message()));
   }
-  // Created with mode 0000 (a process-wide umask for the bind call only),
-  // then given its group and finally its mode: never wider than configured.
+  // Bound under a temporary name next to `path`, created with mode 0000 (a
+  // process-wide umask for the bind call only), given its group and mode,
+  // listening, and only then renamed to `path`: a client never finds a
+  // socket there that refuses it or has the wrong mode. (A path too long
+  // for the temporary name is bound in place.)
+  std::string bound = path + ".new";
+  if (bound.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    bound = path;
+  }
+  ::unlink(bound.c_str()); // a leftover of a daemon killed at this point
   const mode_t old_umask = ::umask(0777);
-  impl.acceptor.bind(Protocol::endpoint(path), ec);
+  impl.acceptor.bind(Protocol::endpoint(bound), ec);
   ::umask(old_umask);
   if (ec) {
     impl.acceptor.close(ec);
-    return tl::unexpected(fmt::format("cannot bind {}: {}", path, ec.message()));
+    return tl::unexpected(fmt::format("cannot bind {}: {}", bound, ec.message()));
   }
   auto fail = [&](std::string message) -> tl::expected<void, std::string> {
     std::error_code ignored;
     impl.acceptor.close(ignored);
-    ::unlink(path.c_str());
+    ::unlink(bound.c_str());
     return tl::unexpected(std::move(message));
   };
-  if (socket.group && ::chown(path.c_str(), static_cast<uid_t>(-1), socket.group->id) != 0) {
-    return fail(fmt::format("cannot give {} group {}: {}", path, socket.group->name, util::errno_text(errno)));
+  if (socket.group && ::chown(bound.c_str(), static_cast<uid_t>(-1), socket.group->id) != 0) {
+    return fail(fmt::format("cannot give {} group {}: {}", bound, socket.group->name, util::errno_text(errno)));
   }
-  if (::chmod(path.c_str(), socket.mode) != 0) {
-    return fail(fmt::format("cannot set mode {:o} on {}: {}", socket.mode, path, util::errno_text(errno)));
+  if (::chmod(bound.c_str(), socket.mode) != 0) {
+    return fail(fmt::format("cannot set mode {:o} on {}: {}", socket.mode, bound, util::errno_text(errno)));
   }
-  if (::lstat(path.c_str(), &st) != 0) {
-    return fail(fmt::format("cannot stat {}: {}", path, util::errno_text(errno)));
+  if (::lstat(bound.c_str(), &st) != 0) {
+    return fail(fmt::format("cannot stat {}: {}", bound, util::errno_text(errno)));
+  }
+  impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return fail(fmt::format("cannot listen on {}: {}", bound, ec.message()));
+  }
+  if (bound != path && ::rename(bound.c_str(), path.c_str()) != 0) {
+    return fail(fmt::format("cannot move {} to {}: {}", bound, path, util::errno_text(errno)));
   }
   impl.socket_path = path;
   impl.socket_identity = std::make_pair(st.st_dev, st.st_ino);
-  impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    impl.socket_identity.reset();
-    return fail(fmt::format("cannot listen on {}: {}", path, ec.message()));
-  }
   return {};
 }
 
