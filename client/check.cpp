@@ -59,7 +59,7 @@ CheckProblem ask_why(const Options& options, const std::string& profile)
   if (reply->ok) {
     return CheckProblem{profile, k_exit_ok, "ok", ""}; // allowed after all (a reload in between)
   }
-  const Failure failure = failure_of(*reply);
+  const ExitError failure = failure_of(*reply);
   return CheckProblem{profile, failure.exit_code, failure.code, failure.message};
 }
 

@@ -42,12 +42,12 @@ std::optional<Format> parse_format(std::string_view text)
   return std::nullopt;
 }
 
-Failure unreachable(const std::string& path, int error)
+ExitError unreachable(const std::string& path, int error)
 {
   return {k_exit_unreachable, "unreachable", fmt::format("cannot connect to {}: {}", path, util::errno_text(error))};
 }
 
-Failure timed_out()
+ExitError timed_out()
 {
   return {k_exit_temporary, "timeout", "no reply from iamtokend in time"};
 }
@@ -96,7 +96,7 @@ std::string duration_text(std::int64_t seconds)
 
 } // namespace
 
-int report(const Options& options, const Failure& failure)
+int report(const Options& options, const ExitError& failure)
 {
   if (!options.quiet) {
     print_failure("iamtoken-get", failure);
@@ -104,7 +104,7 @@ int report(const Options& options, const Failure& failure)
   return failure.exit_code;
 }
 
-tl::expected<StatusReply, Failure> fetch_status(const Options& options)
+tl::expected<StatusReply, ExitError> fetch_status(const Options& options)
 {
   auto line = ok_reply_line(options, proto::Request{proto::Op::status, {}, {}, {}});
   if (!line) {
@@ -112,7 +112,7 @@ tl::expected<StatusReply, Failure> fetch_status(const Options& options)
   }
   auto status = proto::parse_status_reply(*line);
   if (!status) {
-    return tl::unexpected(Failure{k_exit_software, "protocol", "unreadable status from iamtokend: " + status.error()});
+    return tl::unexpected(ExitError{k_exit_software, "protocol", "unreadable status from iamtokend: " + status.error()});
   }
   return StatusReply{std::move(*line), std::move(*status)};
 }
@@ -125,7 +125,7 @@ int print_or_report(const Options& options, std::string_view text)
   return k_exit_ok;
 }
 
-tl::expected<std::string, Failure> ok_reply_line(const Options& options, const proto::Request& request)
+tl::expected<std::string, ExitError> ok_reply_line(const Options& options, const proto::Request& request)
 {
   auto line = request_line(options.socket_path, proto::format_request(request), options.timeout);
   if (!line) {
@@ -133,7 +133,7 @@ tl::expected<std::string, Failure> ok_reply_line(const Options& options, const p
   }
   const auto reply = proto::parse_reply(*line);
   if (!reply) {
-    return tl::unexpected(Failure{k_exit_software, "protocol", "unreadable reply from iamtokend: " + reply.error()});
+    return tl::unexpected(ExitError{k_exit_software, "protocol", "unreadable reply from iamtokend: " + reply.error()});
   }
   if (!reply->ok) {
     return tl::unexpected(failure_of(*reply));
@@ -223,7 +223,7 @@ bool write_stdout(std::string_view text)
   return true;
 }
 
-tl::expected<proto::Reply, Failure> fetch_token(const std::string& socket_path, const std::string& profile,
+tl::expected<proto::Reply, ExitError> fetch_token(const std::string& socket_path, const std::string& profile,
                                                 std::optional<std::int64_t> min_valid_s,
                                                 std::chrono::milliseconds timeout)
 {
@@ -239,18 +239,18 @@ tl::expected<proto::Reply, Failure> fetch_token(const std::string& socket_path, 
   wipe_string(*line);
   if (!reply) {
     return tl::make_unexpected(
-      Failure{k_exit_software, "protocol", "unreadable reply from iamtokend: " + reply.error()});
+      ExitError{k_exit_software, "protocol", "unreadable reply from iamtokend: " + reply.error()});
   }
   if (!reply->ok) {
     return tl::make_unexpected(failure_of(*reply));
   }
   if (!reply->is_token()) {
-    return tl::make_unexpected(Failure{k_exit_software, "protocol", "the reply holds no token"});
+    return tl::make_unexpected(ExitError{k_exit_software, "protocol", "the reply holds no token"});
   }
   return std::move(*reply);
 }
 
-void print_failure(std::string_view program, const Failure& failure)
+void print_failure(std::string_view program, const ExitError& failure)
 {
   // One line: never a newline from the daemon's message.
   std::string line = fmt::format("{}: {}: {}", program, failure.code, failure.message);
@@ -451,20 +451,20 @@ int exit_code_for(std::string_view error_code)
   return k_exit_software;
 }
 
-tl::expected<std::string, Failure> request_line(const std::string& socket_path, std::string_view request,
+tl::expected<std::string, ExitError> request_line(const std::string& socket_path, std::string_view request,
                                                 std::chrono::milliseconds timeout)
 {
   const auto deadline = Clock::now() + timeout;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof(address.sun_path)) {
-    return tl::make_unexpected(Failure{k_exit_unreachable, "unreachable", "socket path too long: " + socket_path});
+    return tl::make_unexpected(ExitError{k_exit_unreachable, "unreachable", "socket path too long: " + socket_path});
   }
   std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
 
   const util::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) {
-    return tl::make_unexpected(Failure{k_exit_software, "internal", "socket: " + util::errno_text(errno)});
+    return tl::make_unexpected(ExitError{k_exit_software, "internal", "socket: " + util::errno_text(errno)});
   }
   // A full backlog answers EAGAIN: retry until the deadline.
   for (;;) {
@@ -493,7 +493,7 @@ tl::expected<std::string, Failure> request_line(const std::string& socket_path, 
       if (errno == EINTR || errno == EAGAIN) {
         continue;
       }
-      return tl::make_unexpected(Failure{k_exit_software, "protocol", "cannot send the request: " + util::errno_text(errno)});
+      return tl::make_unexpected(ExitError{k_exit_software, "protocol", "cannot send the request: " + util::errno_text(errno)});
     }
     request.remove_prefix(static_cast<std::size_t>(sent));
   }
@@ -512,7 +512,7 @@ tl::expected<std::string, Failure> request_line(const std::string& socket_path, 
     if (got <= 0) {
       const int error = got < 0 ? errno : 0;
       wipe_string(reply);
-      return tl::make_unexpected(Failure{k_exit_software, "protocol",
+      return tl::make_unexpected(ExitError{k_exit_software, "protocol",
                                          got == 0 ? std::string("iamtokend closed the connection without a reply")
                                                   : "cannot read the reply: " + util::errno_text(error)});
     }
@@ -529,12 +529,12 @@ tl::expected<std::string, Failure> request_line(const std::string& socket_path, 
     }
     if (reply.size() > k_max_reply_bytes) {
       wipe_string(reply);
-      return tl::make_unexpected(Failure{k_exit_software, "protocol", "the reply is too long"});
+      return tl::make_unexpected(ExitError{k_exit_software, "protocol", "the reply is too long"});
     }
   }
 }
 
-Failure failure_of(const proto::Reply& reply)
+ExitError failure_of(const proto::Reply& reply)
 {
   std::string message = reply.message;
   if (reply.retry_after_s) {

@@ -53,7 +53,7 @@ tl::expected<Options, std::string> parse_args(std::span<const char* const> args,
 std::string help_text();
 
 // Why a request failed: the exit code, the code shown on stderr and a message.
-struct Failure
+struct ExitError
 {
   int exit_code = k_exit_software;
   std::string code;
@@ -68,12 +68,12 @@ int exit_code_for(std::string_view error_code);
 // socket cannot be reached, 75 when `timeout` passes first, 70 when the
 // daemon closes early or sends more than 1 MiB without a line end. The
 // returned line may hold a token: wipe it once used.
-tl::expected<std::string, Failure> request_line(const std::string& socket_path, std::string_view request,
+tl::expected<std::string, ExitError> request_line(const std::string& socket_path, std::string_view request,
                                                 std::chrono::milliseconds timeout);
 
-// The Failure for an error reply (`reply.ok` false): its code, message and,
+// The ExitError for an error reply (`reply.ok` false): its code, message and,
 // when present, retry_after_s and the upstream failure.
-Failure failure_of(const proto::Reply& reply);
+ExitError failure_of(const proto::Reply& reply);
 
 // What a token reply prints in `format` (holds the token: wipe it once written).
 std::string token_output(const proto::Reply& reply, Format format);
@@ -94,23 +94,23 @@ bool write_stdout(std::string_view text);
 
 // Writes "<program>: <code>: <message>" as one line to stderr (line ends in
 // the message become spaces).
-void print_failure(std::string_view program, const Failure& failure);
+void print_failure(std::string_view program, const ExitError& failure);
 
-// One token request: the token reply, or the Failure (exit code, code and
+// One token request: the token reply, or the ExitError (exit code, code and
 // message) when the daemon cannot be reached, answers an error or answers
 // something that is not a token reply. The reply holds the token.
-tl::expected<proto::Reply, Failure> fetch_token(const std::string& socket_path, const std::string& profile,
+tl::expected<proto::Reply, ExitError> fetch_token(const std::string& socket_path, const std::string& profile,
                                                 std::optional<std::int64_t> min_valid_s,
                                                 std::chrono::milliseconds timeout);
 
 // Sends `request` (not a token request: the line is not wiped) and returns
 // the daemon's ok reply line, or the failure: unreachable, timeout, an
 // unreadable reply, or the daemon's error reply.
-tl::expected<std::string, Failure> ok_reply_line(const Options& options, const proto::Request& request);
+tl::expected<std::string, ExitError> ok_reply_line(const Options& options, const proto::Request& request);
 
 // Writes failure's line "iamtoken-get: <code>: <message>" to stderr (unless
 // quiet; a newline in the message becomes a space). Returns its exit code.
-int report(const Options& options, const Failure& failure);
+int report(const Options& options, const ExitError& failure);
 
 // The daemon's status: its reply line as sent and what it says, or the
 // failure (as ok_reply_line, or a status reply that cannot be read).
@@ -119,7 +119,7 @@ struct StatusReply
   std::string line;
   proto::StatusInfo status;
 };
-tl::expected<StatusReply, Failure> fetch_status(const Options& options);
+tl::expected<StatusReply, ExitError> fetch_status(const Options& options);
 
 // Writes `text` to stdout: k_exit_ok, or the report of an "output" failure.
 int print_or_report(const Options& options, std::string_view text);

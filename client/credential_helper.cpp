@@ -84,7 +84,7 @@ std::optional<std::string> read_stdin(std::size_t limit, bool& overflow)
   }
 }
 
-int fail(const Failure& failure)
+int fail(const ExitError& failure)
 {
   print_failure(k_program, failure);
   return failure.exit_code;

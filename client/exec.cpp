@@ -253,7 +253,7 @@ std::string exec_help_text()
 
 int run_exec(const ExecOptions& options)
 {
-  const auto fail = [&](const Failure& failure) {
+  const auto fail = [&](const ExitError& failure) {
     if (!options.quiet) {
       print_failure("iamtoken-get", failure);
     }

@@ -29,9 +29,6 @@ public:
   engine::TimerId start(engine::Duration after, std::function<void()> fire) override;
   void cancel(engine::TimerId id) override;
 
-  // Timers armed and not yet fired or cancelled.
-  std::size_t pending() const noexcept { return m_timers.size(); }
-
 private:
   asio::io_context& m_io;
   engine::TimerId m_next_id = 1;

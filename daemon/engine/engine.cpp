@@ -871,11 +871,6 @@ void Engine::when_settled(std::function<void()> done)
   impl.m_settled.push_back(std::move(done));
 }
 
-bool Engine::has_profile(std::string_view profile) const
-{
-  return m_impl->find(profile) != nullptr;
-}
-
 Status Engine::status() const
 {
   const Impl& impl = *m_impl;

@@ -162,7 +162,6 @@ public:
   // or failure) since start() or the last reconfigure(); at once if so now.
   void when_settled(std::function<void()> done);
 
-  bool has_profile(std::string_view profile) const;
   Status status() const;
 
   // Cancels every timer and drops every callback (waiters, watchers,

@@ -166,21 +166,4 @@ void write(Level at_level, std::string_view message)
   s.sink(at_level, line);
 }
 
-CaptureSink::CaptureSink(Level at_level, Style style)
-  : m_lines(std::make_shared<std::vector<std::string>>()),
-    m_previous_sink(set_sink([lines = m_lines](Level, std::string_view line) {
-      lines->emplace_back(line);
-    })),
-    m_previous_level(set_level(at_level)),
-    m_previous_style(set_style(style))
-{
-}
-
-CaptureSink::~CaptureSink()
-{
-  set_style(m_previous_style);
-  set_level(m_previous_level);
-  set_sink(std::move(m_previous_sink));
-}
-
 } // namespace iamtok::log

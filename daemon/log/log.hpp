@@ -89,23 +89,4 @@ void error(fmt::format_string<Args...> format, Args&&... args)
   at(Level::error, format, std::forward<Args>(args)...);
 }
 
-// Captures lines instead of writing them while alive, then restores the
-// previous sink and level (for tests).
-class CaptureSink
-{
-public:
-  explicit CaptureSink(Level at = Level::debug, Style style = Style::plain);
-  ~CaptureSink();
-  CaptureSink(const CaptureSink&) = delete;
-  CaptureSink& operator=(const CaptureSink&) = delete;
-
-  const std::vector<std::string>& lines() const { return *m_lines; }
-
-private:
-  std::shared_ptr<std::vector<std::string>> m_lines;
-  Sink m_previous_sink;
-  Level m_previous_level;
-  Style m_previous_style;
-};
-
 } // namespace iamtok::log

@@ -18,9 +18,9 @@ const config::Profile* find_profile(const config::Config& config, std::string_vi
   return it == config.profiles.end() ? nullptr : &*it;
 }
 
-Reply error_reply(const proto::RequestId& id, const proto::ErrorInfo& error, bool last = false)
+ReplyLine error_reply(const proto::RequestId& id, const proto::ErrorInfo& error, bool last = false)
 {
-  return Reply(proto::format_error_reply(id, error), error.code, last);
+  return ReplyLine(proto::format_error_reply(id, error), error.code, last);
 }
 
 // Who got a token, for the audit trail (no group list: nothing to copy).
@@ -29,13 +29,13 @@ Caller audited(const Caller& caller)
   return Caller{caller.uid, caller.gid, caller.pid, {}};
 }
 
-Reply token_reply(const proto::RequestId& id, std::string_view profile, const engine::TokenResult& result,
+ReplyLine token_reply(const proto::RequestId& id, std::string_view profile, const engine::TokenResult& result,
                   bool last_on_error)
 {
   if (!result) {
     return error_reply(id, to_error_info(result.error()), last_on_error);
   }
-  return Reply(proto::format_token_reply(id, profile, result->access_token, result->expires_at,
+  return ReplyLine(proto::format_token_reply(id, profile, result->access_token, result->expires_at,
                                          result->expires_in),
                false);
 }
@@ -120,7 +120,7 @@ Watch::~Watch()
 }
 
 Dispatcher::Dispatcher(engine::Engine& engine, const config::Config& config, uid_t daemon_uid,
-                       std::function<Counters()> counters, Via via)
+                       std::function<Traffic()> counters, Via via)
   : m_engine(engine),
     m_config(std::make_shared<const config::Config>(config)),
     m_daemon_uid(daemon_uid),
@@ -176,14 +176,14 @@ void Dispatcher::handle(const proto::Request& request, const Caller& caller, Rep
 {
   switch (request.op) {
   case proto::Op::ping:
-    done(Reply(proto::format_ok_reply(request.id), false));
+    done(ReplyLine(proto::format_ok_reply(request.id), false));
     return;
   case proto::Op::status:
-    done(Reply(status_line(request.id, caller), false));
+    done(ReplyLine(status_line(request.id, caller), false));
     return;
   case proto::Op::metrics:
     if (m_metrics) {
-      done(Reply(proto::format_metrics_reply(request.id, m_metrics()), false));
+      done(ReplyLine(proto::format_metrics_reply(request.id, m_metrics()), false));
     } else {
       done(error_reply(request.id, {proto::ErrorCode::internal, "metrics are not available", {}, {}}));
     }
@@ -286,7 +286,7 @@ std::string Dispatcher::status_line(const proto::RequestId& id, const Caller& ca
     }
     info.profiles.push_back(std::move(entry));
   }
-  const Counters counters = m_counters ? m_counters() : Counters{};
+  const Traffic counters = m_counters ? m_counters() : Traffic{};
   info.counters.requests = counters.requests;
   info.counters.errors = counters.errors;
   info.counters.connections = counters.connections;

@@ -22,7 +22,7 @@
 
 namespace iamtok::server {
 
-struct Counters
+struct Traffic
 {
   std::uint64_t requests = 0;
   std::uint64_t errors = 0;
@@ -31,31 +31,31 @@ struct Counters
 
 // One reply line (ending in '\n'). Its storage is wiped on destruction, as a
 // token reply holds the token.
-struct Reply
+struct ReplyLine
 {
   std::string line;
-  bool error = false; // an error reply (counted in Counters::errors)
+  bool error = false; // an error reply (counted in Traffic::errors)
   bool last = false;  // the connection is closed once this line is written
   proto::ErrorCode code = proto::ErrorCode::internal; // an error reply's code
-  Reply() = default;
+  ReplyLine() = default;
   // An ok reply (`error` false), or an error whose code is not known here.
-  Reply(std::string line_, bool error_, bool last_ = false)
+  ReplyLine(std::string line_, bool error_, bool last_ = false)
     : line(std::move(line_)), error(error_), last(last_)
   {
   }
   // An error reply with `code_`.
-  Reply(std::string line_, proto::ErrorCode code_, bool last_ = false)
+  ReplyLine(std::string line_, proto::ErrorCode code_, bool last_ = false)
     : line(std::move(line_)), error(true), last(last_), code(code_)
   {
   }
-  Reply(const Reply&) = default;
-  Reply(Reply&&) noexcept = default;
-  Reply& operator=(const Reply&) = default;
-  Reply& operator=(Reply&&) noexcept = default;
-  ~Reply() { wipe_string(line); }
+  ReplyLine(const ReplyLine&) = default;
+  ReplyLine(ReplyLine&&) noexcept = default;
+  ReplyLine& operator=(const ReplyLine&) = default;
+  ReplyLine& operator=(ReplyLine&&) noexcept = default;
+  ~ReplyLine() { wipe_string(line); }
 };
 
-using ReplyCallback = std::function<void(Reply)>;
+using ReplyCallback = std::function<void(ReplyLine)>;
 
 // True if `caller` may use `profile`: its uid is 0 or `daemon_uid`, the
 // profile has no allow list, or the allow list matches its uid, primary gid
@@ -90,7 +90,7 @@ public:
   // comes from the config. `daemon_uid` is always allowed.
   // `via` names the transport in the audit trail.
   Dispatcher(engine::Engine& engine, const config::Config& config, uid_t daemon_uid,
-             std::function<Counters()> counters, Via via = Via::socket);
+             std::function<Traffic()> counters, Via via = Via::socket);
 
   // Where the metrics op gets its text (until set: an `internal` error).
   void set_metrics(std::function<std::string()> exposition) { m_metrics = std::move(exposition); }
@@ -124,7 +124,7 @@ private:
   engine::Engine& m_engine;
   std::shared_ptr<const config::Config> m_config;
   uid_t m_daemon_uid;
-  std::function<Counters()> m_counters;
+  std::function<Traffic()> m_counters;
   std::function<std::string()> m_metrics;
   Via m_via;
   // Shared with the engine callbacks, which may run after a reload.

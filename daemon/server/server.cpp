@@ -89,13 +89,13 @@ struct Connection
 
   // Queues a reply and wakes the session. In watch mode, keeps at most a
   // few renewals: the oldest token line is dropped first.
-  void push(Reply reply)
+  void push(ReplyLine reply)
   {
     if (closed) {
       return;
     }
     if (watching && !reply.last && out.size() >= k_max_pending_renewals) {
-      const auto it = std::find_if(out.begin(), out.end(), [](const Reply& r) { return !r.last; });
+      const auto it = std::find_if(out.begin(), out.end(), [](const ReplyLine& r) { return !r.last; });
       if (it != out.end()) {
         out.erase(it);
         log::debug("watch connection (pid {}): dropped a renewal it did not read", caller.pid);
@@ -132,7 +132,7 @@ struct Connection
   bool reading = false;   // serve() is waiting for request bytes
   bool timed_out = false; // the watchdog cancelled that wait
   Caller caller;
-  std::deque<Reply> out;  // replies waiting to be written
+  std::deque<ReplyLine> out;  // replies waiting to be written
   bool closed = false;
   bool idle = false;      // waiting for a request: may be closed at once on stop
   bool watching = false;
@@ -172,7 +172,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>
   asio::awaitable<void> watch_reader(std::shared_ptr<Connection> c);
   asio::awaitable<void> send_busy(Protocol::socket socket);
   asio::awaitable<bool> write(Connection& c, std::string_view line);
-  asio::awaitable<std::optional<Reply>> next_reply(std::shared_ptr<Connection> c);
+  asio::awaitable<std::optional<ReplyLine>> next_reply(std::shared_ptr<Connection> c);
   void finish_stop();
   void remove_socket_file();
 
@@ -183,7 +183,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>
   Limits limits;
   std::uint32_t max_connections = 1024;
   Dispatcher dispatcher;
-  Counters counters;
+  Traffic counters;
   metrics::RequestCounts requests; // by op and result, for the metrics
   std::set<std::shared_ptr<Connection>> connections;
   bool stopping = false;
@@ -228,7 +228,7 @@ asio::awaitable<bool> Server::Impl::write(Connection& c, std::string_view line)
   co_return true;
 }
 
-asio::awaitable<std::optional<Reply>> Server::Impl::next_reply(std::shared_ptr<Connection> c)
+asio::awaitable<std::optional<ReplyLine>> Server::Impl::next_reply(std::shared_ptr<Connection> c)
 {
   while (c->out.empty() && !c->closed) {
     co_await c->wake.async_wait(use_nothrow);
@@ -236,7 +236,7 @@ asio::awaitable<std::optional<Reply>> Server::Impl::next_reply(std::shared_ptr<C
   if (c->closed) {
     co_return std::nullopt;
   }
-  Reply reply = std::move(c->out.front());
+  ReplyLine reply = std::move(c->out.front());
   c->out.pop_front();
   co_return reply;
 }
@@ -448,10 +448,10 @@ asio::awaitable<bool> Server::Impl::answer(std::shared_ptr<Connection> c, std::s
     co_await run_watch(c, *request);
     co_return false;
   }
-  std::optional<Reply> reply;
+  std::optional<ReplyLine> reply;
   {
     std::weak_ptr<Connection> weak = c;
-    auto done = [weak](Reply r) {
+    auto done = [weak](ReplyLine r) {
       if (auto conn = weak.lock()) {
         conn->push(std::move(r));
       }
@@ -460,7 +460,7 @@ asio::awaitable<bool> Server::Impl::answer(std::shared_ptr<Connection> c, std::s
       dispatcher.handle(*request, c->caller, done);
     } else {
       const proto::RequestError& error = request.error();
-      done(Reply(proto::format_error_reply(error.id, proto::ErrorInfo{error.code, error.message, {}, {}}), error.code));
+      done(ReplyLine(proto::format_error_reply(error.id, proto::ErrorInfo{error.code, error.message, {}, {}}), error.code));
     }
   }
   reply = co_await next_reply(c);
@@ -482,7 +482,7 @@ asio::awaitable<void> Server::Impl::run_watch(std::shared_ptr<Connection> c, con
   c->watched = request.profile;
   c->watch_id = request.id;
   std::weak_ptr<Connection> weak = c;
-  c->watch = dispatcher.watch(request, c->caller, [weak](Reply r) {
+  c->watch = dispatcher.watch(request, c->caller, [weak](ReplyLine r) {
     if (auto conn = weak.lock()) {
       conn->push(std::move(r));
     }
@@ -676,7 +676,7 @@ void Server::reconfigure(const config::Config& config)
     if (auto denied = impl.dispatcher.authorize(c->watched, c->caller)) {
       c->watch = Watch();
       c->out.clear();
-      c->push(Reply(proto::format_error_reply(c->watch_id, *denied), denied->code, true));
+      c->push(ReplyLine(proto::format_error_reply(c->watch_id, *denied), denied->code, true));
     }
   }
 }
@@ -717,7 +717,7 @@ void Server::stop(std::function<void()> done)
   });
 }
 
-Counters Server::counters() const
+Traffic Server::counters() const
 {
   return m_impl->counters;
 }

@@ -69,7 +69,7 @@ public:
   void stop(std::function<void()> done);
 
   // Requests and error replies so far; connections open now.
-  Counters counters() const;
+  Traffic counters() const;
   // Requests answered so far by op and result (for the metrics).
   metrics::RequestCounts request_counts() const;
 

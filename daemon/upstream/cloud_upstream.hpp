@@ -60,8 +60,6 @@ public:
   void exchange(const engine::ProfileTarget& profile, const Secret& cr_token,
                 engine::UpstreamCallback done) override;
 
-  const Options& options() const noexcept { return m_options; }
-
 private:
   asio::awaitable<void> call(Call call, HttpRequest request, engine::UpstreamCallback done,
                              std::weak_ptr<int> life);

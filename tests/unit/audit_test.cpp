@@ -1,5 +1,6 @@
 #include "daemon/log/log.hpp"
 #include "daemon/server/audit.hpp"
+#include "tests/support/log_capture.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -69,7 +70,7 @@ TEST_CASE("the rate limiter never admits more than 10 in a sliding second under 
 
 TEST_CASE("denials are logged at warn with uid, pid, transport, profile and reason, rate-limited")
 {
-  log::CaptureSink capture(log::Level::debug);
+  test::LogCapture capture(log::Level::debug);
   AuditClock::time_point now = k_start;
   Audit audit([&] { return now; });
   const Caller who{1000, 100, 4321, {}};
@@ -88,7 +89,7 @@ TEST_CASE("denials are logged at warn with uid, pid, transport, profile and reas
 
 TEST_CASE("a long profile name in a denial is cut")
 {
-  log::CaptureSink capture(log::Level::debug);
+  test::LogCapture capture(log::Level::debug);
   Audit audit([] { return k_start; });
   audit.denied(Caller{1, 1, 1, {}}, Via::socket, std::string(1000, 'x'), "unknown_profile", "no such profile");
   REQUIRE(capture.lines().size() == 1);
@@ -98,7 +99,7 @@ TEST_CASE("a long profile name in a denial is cut")
 
 TEST_CASE("the first grant of each token generation per uid and transport is logged at info")
 {
-  log::CaptureSink capture(log::Level::debug);
+  test::LogCapture capture(log::Level::debug);
   Audit audit([] { return k_start; });
   const Caller alice{1000, 100, 11, {}};
   const Caller alice_again{1000, 100, 12, {}};
@@ -124,7 +125,7 @@ TEST_CASE("the first grant of each token generation per uid and transport is log
 
 TEST_CASE("grant memory keeps one generation per profile and forgets removed profiles")
 {
-  log::CaptureSink capture(log::Level::warn); // grant lines are info: not written, still remembered
+  test::LogCapture capture(log::Level::warn); // grant lines are info: not written, still remembered
   Audit audit([] { return k_start; });
   for (std::uint64_t generation = 1; generation <= 1000; ++generation) {
     audit.granted(Caller{1, 1, 1, {}}, Via::socket, "reader", generation, 0);
@@ -138,7 +139,7 @@ TEST_CASE("grant memory keeps one generation per profile and forgets removed pro
 
 TEST_CASE("past its bound, the set of users seen for a token starts again")
 {
-  log::CaptureSink capture(log::Level::info);
+  test::LogCapture capture(log::Level::info);
   Audit audit([] { return k_start; });
   for (uid_t uid = 0; uid < Audit::k_max_seen; ++uid) {
     audit.granted(Caller{uid, 1, 1, {}}, Via::socket, "reader", 1, 0);

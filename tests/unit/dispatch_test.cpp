@@ -1,6 +1,7 @@
 #include "daemon/log/log.hpp"
 #include "daemon/server/dispatch.hpp"
 #include "tests/unit/engine_fakes.hpp"
+#include "tests/support/log_capture.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -11,7 +12,7 @@ using namespace iamtok;
 using namespace iamtok::engine::testing;
 using server::Caller;
 using server::Dispatcher;
-using server::Reply;
+using server::ReplyLine;
 
 namespace {
 
@@ -44,14 +45,14 @@ struct Fixture
   FakeUpstream upstream{clock, timers};
   engine::Engine engine{engine::Ports{clock, timers, random, upstream}, engine::Settings{},
                         {{"reader", {"P1", "", ""}}, {"deployer", {"P2", "", ""}}}};
-  server::Counters counters{7, 2, 3};
+  server::Traffic counters{7, 2, 3};
   Dispatcher dispatcher{engine, make_config(), k_daemon_uid, [this] { return counters; }};
 
   // Handles `line` and runs simulated time until it is answered (at most 60 s).
-  std::optional<Reply> ask(std::string_view line, const Caller& who)
+  std::optional<ReplyLine> ask(std::string_view line, const Caller& who)
   {
-    std::optional<Reply> reply;
-    dispatcher.handle(line, who, [&](Reply r) { reply = std::move(r); });
+    std::optional<ReplyLine> reply;
+    dispatcher.handle(line, who, [&](ReplyLine r) { reply = std::move(r); });
     for (int i = 0; i < 600 && !reply; ++i) {
       timers.advance(100ms);
     }
@@ -59,7 +60,7 @@ struct Fixture
   }
 };
 
-proto::Reply parsed(const std::optional<Reply>& reply)
+proto::Reply parsed(const std::optional<ReplyLine>& reply)
 {
   REQUIRE(reply);
   auto result = proto::parse_reply(reply->line);
@@ -230,11 +231,11 @@ TEST_CASE("a watch gets the current token, then each renewal, until it is droppe
 {
   Fixture f;
   f.upstream.answer_all(300s, 100s);
-  std::vector<Reply> replies;
+  std::vector<ReplyLine> replies;
   auto request = proto::parse_request(R"({"op":"watch","profile":"reader","id":9})");
   REQUIRE(request);
   std::optional<server::Watch> watch =
-    f.dispatcher.watch(*request, caller(2000), [&](Reply r) { replies.push_back(std::move(r)); });
+    f.dispatcher.watch(*request, caller(2000), [&](ReplyLine r) { replies.push_back(std::move(r)); });
   f.timers.advance(1s);
   REQUIRE(replies.size() == 1);
   const auto first = parsed(replies[0]);
@@ -256,11 +257,11 @@ TEST_CASE("a watch gets the current token, then each renewal, until it is droppe
 TEST_CASE("a watch of a forbidden or unknown profile is one last error reply")
 {
   Fixture f;
-  std::vector<Reply> replies;
+  std::vector<ReplyLine> replies;
   auto forbidden = proto::parse_request(R"({"op":"watch","profile":"deployer"})");
   auto unknown = proto::parse_request(R"({"op":"watch","profile":"nope"})");
-  auto w1 = f.dispatcher.watch(*forbidden, caller(2000), [&](Reply r) { replies.push_back(std::move(r)); });
-  auto w2 = f.dispatcher.watch(*unknown, caller(0), [&](Reply r) { replies.push_back(std::move(r)); });
+  auto w1 = f.dispatcher.watch(*forbidden, caller(2000), [&](ReplyLine r) { replies.push_back(std::move(r)); });
+  auto w2 = f.dispatcher.watch(*unknown, caller(0), [&](ReplyLine r) { replies.push_back(std::move(r)); });
   REQUIRE(replies.size() == 2);
   CHECK(parsed(replies[0]).error_code() == proto::ErrorCode::forbidden);
   CHECK(replies[0].last);
@@ -272,9 +273,9 @@ TEST_CASE("a watch whose profile a reload removes gets one last unknown_profile 
 {
   Fixture f;
   f.upstream.answer_all(300s, 100s);
-  std::vector<Reply> replies;
+  std::vector<ReplyLine> replies;
   auto request = proto::parse_request(R"({"op":"watch","profile":"reader"})");
-  auto watch = f.dispatcher.watch(*request, caller(0), [&](Reply r) { replies.push_back(std::move(r)); });
+  auto watch = f.dispatcher.watch(*request, caller(0), [&](ReplyLine r) { replies.push_back(std::move(r)); });
   f.timers.advance(1s);
   REQUIRE(replies.size() == 1);
   f.engine.reconfigure(engine::Settings{}, {{"deployer", {"P2", "", ""}}});
@@ -308,7 +309,7 @@ TEST_CASE("error replies carry their code for the request counters")
 
 TEST_CASE("denials and first grants reach the audit trail, tokens never")
 {
-  log::CaptureSink capture(log::Level::info);
+  test::LogCapture capture(log::Level::info);
   Fixture f;
   f.upstream.answer_all(300s, 100s);
   const auto denied = parsed(f.ask(R"({"op":"token","profile":"deployer"})", Caller{2000, 100, 77, {}}));

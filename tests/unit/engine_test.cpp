@@ -17,6 +17,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Whether `engine` serves `name` (its status lists it).
+bool has_profile(const Engine& engine, std::string_view name)
+{
+  const auto profiles = engine.status().profiles;
+  return std::any_of(profiles.begin(), profiles.end(), [&](const auto& p) { return p.name == name; });
+}
+
 ProfileStatus profile_status(const Status& status, std::string_view name)
 {
   for (const auto& p : status.profiles) {
@@ -718,8 +725,8 @@ TEST_CASE("An unknown profile is answered unknown_profile at once")
   engine.start();
   auto answer = ask(engine, "nope");
   REQUIRE(is_error(answer, TokenError::Code::unknown_profile));
-  REQUIRE_FALSE(engine.has_profile("nope"));
-  REQUIRE(engine.has_profile("a"));
+  REQUIRE_FALSE(has_profile(engine, "nope"));
+  REQUIRE(has_profile(engine, "a"));
   REQUIRE(engine.watch("nope", [](TokenResult) {}) == 0);
 }
 
@@ -846,7 +853,7 @@ TEST_CASE("Reconfigure keeps unchanged profiles, fetches new ones at once and fa
   REQUIRE(is_error(drop_waiter, TokenError::Code::unknown_profile));
   REQUIRE(drop_events.size() == 1);
   REQUIRE(drop_events[0].error().code == TokenError::Code::unknown_profile);
-  REQUIRE_FALSE(engine.has_profile("drop"));
+  REQUIRE_FALSE(has_profile(engine, "drop"));
 
   // "change" and "new" are fetched at once, with the cached CR token.
   REQUIRE(rig.upstream.exchanges() == exchanges_before + 2);

@@ -1,5 +1,6 @@
 #include "daemon/log/log.hpp"
 #include "proto/secret.hpp"
+#include "tests/support/log_capture.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -49,7 +50,7 @@ TEST_CASE("a message with control characters stays on one line")
 
 TEST_CASE("fmt-style calls format their arguments and reach the sink")
 {
-  log::CaptureSink capture(log::Level::debug, log::Style::plain);
+  test::LogCapture capture(log::Level::debug, log::Style::plain);
   log::info("profile {} refreshed in {} ms", "reader", 42);
   log::error("exit code {}", 3);
   REQUIRE(capture.lines().size() == 2);
@@ -59,7 +60,7 @@ TEST_CASE("fmt-style calls format their arguments and reach the sink")
 
 TEST_CASE("events below the current level are dropped")
 {
-  log::CaptureSink capture(log::Level::warn, log::Style::journal);
+  test::LogCapture capture(log::Level::warn, log::Style::journal);
   log::debug("d");
   log::info("i");
   log::warn("w");
@@ -73,7 +74,7 @@ TEST_CASE("events below the current level are dropped")
 
 TEST_CASE("a Secret passed to the logger prints as <redacted>")
 {
-  log::CaptureSink capture;
+  test::LogCapture capture;
   const Secret token("eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.c2ln");
   log::info("got token {}", token);
   REQUIRE(capture.lines().size() == 1);
@@ -84,9 +85,9 @@ TEST_CASE("a Secret passed to the logger prints as <redacted>")
 
 TEST_CASE("a capture restores the previous sink and level when it ends")
 {
-  log::CaptureSink outer(log::Level::info, log::Style::plain);
+  test::LogCapture outer(log::Level::info, log::Style::plain);
   {
-    log::CaptureSink inner(log::Level::error, log::Style::journal);
+    test::LogCapture inner(log::Level::error, log::Style::journal);
     log::info("hidden");
     log::error("inner");
     REQUIRE(inner.lines() == std::vector<std::string>{"<3>inner"});

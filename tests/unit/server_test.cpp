@@ -5,6 +5,7 @@
 #include "proto/codec.hpp"
 #include "tests/support/other_user.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/log_capture.hpp"
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -617,7 +618,7 @@ TEST_CASE("out of file descriptors, accepting pauses with one warning and resume
 {
   Harness h;
   h.start();
-  log::CaptureSink capture(log::Level::warn);
+  test::LogCapture capture(log::Level::warn);
   // Unconnected client sockets made while descriptors are still available.
   std::vector<int> clients;
   for (int i = 0; i < 3; ++i) {
