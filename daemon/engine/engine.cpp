@@ -49,6 +49,16 @@ std::string_view to_string(State state)
   return "failed";
 }
 
+std::string_view to_string(SourceState state)
+{
+  switch (state) {
+  case SourceState::pending: return "pending";
+  case SourceState::ok: return "ok";
+  case SourceState::failed: return "failed";
+  }
+  return "failed";
+}
+
 std::string_view to_string(Failure failure)
 {
   switch (failure) {
@@ -130,6 +140,16 @@ struct Engine::Impl
     TokenCallback done;
   };
 
+  // A profile's timer slot: at most one armed timer. Arming again or
+  // cancelling turns an earlier timer's firing into a no-op (its sequence
+  // number no longer matches), whatever the Timers port does with cancel().
+  struct OneShot
+  {
+    std::optional<TimePoint> due; // set while armed
+    TimerId id = 0;
+    std::uint64_t seq = 0; // bumped on every (re)arm and cancel
+  };
+
   struct Profile : std::enable_shared_from_this<Profile>
   {
     ProfileSpec spec;
@@ -141,9 +161,7 @@ struct Engine::Impl
     std::int64_t unix_sent = 0; // the same on the wall clock (for expires_at)
 
     // The next scheduled attempt: a refresh, or a retry when backing off.
-    std::optional<TimePoint> next_attempt;
-    TimerId timer = 0;
-    std::uint64_t timer_seq = 0; // bumped on every (re)arm and cancel
+    OneShot attempt_timer;
     bool backing_off = false;    // the last attempt failed
     unsigned streak = 0;         // failed attempts in a row
 
@@ -154,9 +172,7 @@ struct Engine::Impl
     std::optional<UpstreamError> last_error;
 
     std::vector<Waiter> waiters;
-    std::optional<TimePoint> waiter_deadline; // of the armed waiter timer
-    TimerId waiter_timer = 0;
-    std::uint64_t waiter_seq = 0;
+    OneShot waiter_timer; // at the earliest waiter deadline
   };
 
   struct CrWaiter
@@ -175,7 +191,7 @@ struct Engine::Impl
     std::int64_t unix_sent = 0;
     bool discard_fetch = false; // forget_cr_token() ran while fetching
     std::vector<CrWaiter> waiting;
-    std::string state = "pending";
+    SourceState state = SourceState::pending;
     std::optional<UpstreamError> last_error;
   };
 
@@ -246,8 +262,8 @@ struct Engine::Impl
   // Seconds until `p`'s next attempt, at least 1 (1 while one is in flight).
   static std::int64_t retry_after(const Profile& p, TimePoint at)
   {
-    if (!p.in_flight && p.next_attempt) {
-      return std::max<std::int64_t>(1, ceil_seconds(*p.next_attempt - at));
+    if (!p.in_flight && p.attempt_timer.due) {
+      return std::max<std::int64_t>(1, ceil_seconds(*p.attempt_timer.due - at));
     }
     return 1;
   }
@@ -281,44 +297,54 @@ struct Engine::Impl
 
   // --- timers --------------------------------------------------------------
 
-  void cancel_attempt_timer(Profile& p)
+  void cancel(OneShot& slot)
   {
-    if (p.next_attempt) {
-      m_ports.timers.cancel(p.timer);
-      p.next_attempt.reset();
+    if (slot.due) {
+      m_ports.timers.cancel(slot.id);
+      slot.due.reset();
     }
-    ++p.timer_seq;
+    ++slot.seq;
   }
 
-  void schedule_attempt(Profile& p, Duration delay)
+  // Arms `p.*slot` for `due` (at once if that is past): `fire(profile)` runs
+  // then, unless the slot was cancelled or re-armed, the profile dropped or
+  // the engine stopped first.
+  template<typename Fire>
+  void arm(Profile& p, OneShot Profile::*slot, TimePoint due, Fire fire)
   {
-    cancel_attempt_timer(p);
+    OneShot& timer = p.*slot;
+    cancel(timer);
     if (m_stopped) {
       return;
     }
-    p.next_attempt = now() + delay;
-    p.timer = m_ports.timers.start(
-      delay, [this, life = std::weak_ptr(m_life), weak = p.weak_from_this(), seq = p.timer_seq] {
+    timer.due = due;
+    timer.id = m_ports.timers.start(
+      std::max(Duration::zero(), due - now()),
+      [this, life = std::weak_ptr(m_life), weak = p.weak_from_this(), slot, seq = timer.seq, fire] {
         if (life.expired()) {
           return;
         }
         const auto sp = weak.lock();
-        if (!sp || sp->timer_seq != seq || !sp->next_attempt) {
+        if (!sp) {
           return;
         }
-        sp->next_attempt.reset();
-        begin_attempt(*sp);
+        OneShot& fired = (*sp).*slot;
+        if (fired.seq != seq || !fired.due) {
+          return;
+        }
+        fired.due.reset();
+        fire(*sp);
       });
   }
 
-  void cancel_waiter_timer(Profile& p)
+  void cancel_attempt_timer(Profile& p) { cancel(p.attempt_timer); }
+
+  void schedule_attempt(Profile& p, Duration delay)
   {
-    if (p.waiter_deadline) {
-      m_ports.timers.cancel(p.waiter_timer);
-      p.waiter_deadline.reset();
-    }
-    ++p.waiter_seq;
+    arm(p, &Profile::attempt_timer, now() + delay, [this](Profile& due) { begin_attempt(due); });
   }
+
+  void cancel_waiter_timer(Profile& p) { cancel(p.waiter_timer); }
 
   // Keeps one timer per profile at the earliest waiter deadline, none when
   // nobody waits.
@@ -332,26 +358,14 @@ struct Engine::Impl
       std::min_element(p.waiters.begin(), p.waiters.end(), [](const Waiter& a, const Waiter& b) {
         return a.deadline < b.deadline;
       })->deadline;
-    if (p.waiter_deadline == earliest) {
+    if (p.waiter_timer.due == earliest) {
       return;
     }
-    cancel_waiter_timer(p);
-    p.waiter_deadline = earliest;
-    p.waiter_timer = m_ports.timers.start(
-      std::max(Duration::zero(), earliest - now()),
-      [this, life = std::weak_ptr(m_life), weak = p.weak_from_this(), seq = p.waiter_seq] {
-        if (life.expired()) {
-          return;
-        }
-        const auto sp = weak.lock();
-        if (!sp || sp->waiter_seq != seq || !sp->waiter_deadline) {
-          return;
-        }
-        sp->waiter_deadline.reset();
-        Outbox out;
-        expire_waiters(*sp, out);
-        run(out);
-      });
+    arm(p, &Profile::waiter_timer, earliest, [this](Profile& due) {
+      Outbox out;
+      expire_waiters(due, out);
+      run(out);
+    });
   }
 
   void expire_waiters(Profile& p, Outbox& out)
@@ -386,7 +400,7 @@ struct Engine::Impl
       TokenResult result;
       if (auto grant = grant_if(p, w.min_valid, at)) {
         result = std::move(*grant);
-      } else if (p.in_flight || (p.next_attempt && *p.next_attempt <= w.deadline)) {
+      } else if (p.in_flight || (p.attempt_timer.due && *p.attempt_timer.due <= w.deadline)) {
         keep.push_back(std::move(w));
         continue;
       } else {
@@ -482,10 +496,10 @@ struct Engine::Impl
   void record_source(const UpstreamResult& result)
   {
     if (result) {
-      m_cr.state = "ok";
+      m_cr.state = SourceState::ok;
       m_cr.last_error.reset();
     } else {
-      m_cr.state = "failed";
+      m_cr.state = SourceState::failed;
       m_cr.last_error = result.error();
     }
   }
@@ -795,7 +809,7 @@ void Engine::get_token(std::string_view profile, std::optional<std::chrono::seco
   }
   // Requests never bring a retry forward: wait only for one due soon.
   if (!p->in_flight && p->backing_off
-      && (!p->next_attempt || *p->next_attempt - at > impl.m_settings.timeout)) {
+      && (!p->attempt_timer.due || *p->attempt_timer.due - at > impl.m_settings.timeout)) {
     done(tl::unexpected(impl.backing_off_error(*p, at)));
     return;
   }
@@ -837,7 +851,7 @@ void Engine::forget_cr_token()
   impl.m_cr.token.reset();
   ++impl.m_cr.generation;
   impl.m_cr.discard_fetch = impl.m_cr.fetching;
-  impl.m_cr.state = "pending";
+  impl.m_cr.state = SourceState::pending;
   impl.m_cr.last_error.reset();
 }
 
@@ -891,8 +905,8 @@ Status Engine::status() const
     if (p->token) {
       s.expires_at = p->token->unix_expiry;
     }
-    if (p->next_attempt && !p->in_flight) {
-      s.refresh_at = unix_now + ceil_seconds(*p->next_attempt - at);
+    if (p->attempt_timer.due && !p->in_flight) {
+      s.refresh_at = unix_now + ceil_seconds(*p->attempt_timer.due - at);
     }
     s.refreshes = p->refreshes;
     s.failures = p->failures;

@@ -78,9 +78,13 @@ struct ProfileStatus
   std::optional<UpstreamError> last_error; // current failure streak; a success clears it
 };
 
+// The CR-token source: not asked yet, its last fetch worked, or failed.
+enum class SourceState { pending, ok, failed };
+std::string_view to_string(SourceState state);
+
 struct SourceStatus
 {
-  std::string state = "pending"; // pending | ok | failed
+  SourceState state = SourceState::pending;
   std::optional<std::int64_t> expires_at; // cached CR token, if any (never: file source)
   std::optional<UpstreamError> last_error;
 };

@@ -266,7 +266,7 @@ std::string Dispatcher::status_line(const proto::RequestId& id, const Caller& ca
   info.uptime_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - m_started)
                     .count();
   info.source.type = std::string(config::to_string(config.source.type));
-  info.source.state = engine_status.source.state;
+  info.source.state = std::string(engine::to_string(engine_status.source.state));
   info.source.expires_at = engine_status.source.expires_at;
   for (const engine::ProfileStatus& profile : engine_status.profiles) {
     const config::Profile* configured = find_profile(config, profile.name);

@@ -55,7 +55,7 @@ TEST_CASE("Nothing is fetched before start and no timer is armed")
   REQUIRE(rig.upstream.history.empty());
   REQUIRE(rig.timers.pending() == 0);
   REQUIRE(state_of(engine, "a") == State::pending);
-  REQUIRE(engine.status().source.state == "pending");
+  REQUIRE(engine.status().source.state == SourceState::pending);
 }
 
 TEST_CASE("Start fetches every profile at once over one shared CR token fetch")
@@ -83,7 +83,7 @@ TEST_CASE("Start fetches every profile at once over one shared CR token fetch")
   REQUIRE(rig.upstream.complete_exchange(issued("tok-c", 3600s), "C"));
   const Status status = engine.status();
   REQUIRE(status.upstream_calls == 4);
-  REQUIRE(status.source.state == "ok");
+  REQUIRE(status.source.state == SourceState::ok);
   REQUIRE(status.source.expires_at == FakeClock::k_unix_start + 300);
   for (const auto& p : status.profiles) {
     REQUIRE(p.state == State::fresh);
@@ -170,7 +170,7 @@ TEST_CASE("A file source is read for every exchange and never cached")
   REQUIRE(rig.upstream.complete_cr(issued("sa-2", 0s)));
   REQUIRE(rig.upstream.complete_exchange(issued("ta", 100s), "A"));
   REQUIRE(rig.upstream.complete_exchange(issued("tb", 100s), "B"));
-  REQUIRE(engine.status().source.state == "ok");
+  REQUIRE(engine.status().source.state == SourceState::ok);
   REQUIRE_FALSE(engine.status().source.expires_at.has_value());
 
   rig.timers.advance(80s);
@@ -241,7 +241,7 @@ TEST_CASE("A CR token fetch failure fails the attempt and is the source's last e
 
   REQUIRE(rig.upstream.exchanges() == 0);
   Status status = engine.status();
-  REQUIRE(status.source.state == "failed");
+  REQUIRE(status.source.state == SourceState::failed);
   REQUIRE(status.source.last_error->failure == Failure::timeout);
   for (const auto& p : status.profiles) {
     REQUIRE(p.state == State::failed);
@@ -255,7 +255,7 @@ TEST_CASE("A CR token fetch failure fails the attempt and is the source's last e
   REQUIRE(rig.upstream.complete_cr(issued("cr-2", 300s)));
   REQUIRE(rig.upstream.open_exchanges() == 2);
   status = engine.status();
-  REQUIRE(status.source.state == "ok");
+  REQUIRE(status.source.state == SourceState::ok);
   REQUIRE_FALSE(status.source.last_error.has_value());
 }
 
@@ -900,7 +900,7 @@ TEST_CASE("A forgotten CR token is fetched anew for the next exchange; one in fl
   REQUIRE(engine.status().source.expires_at);
 
   engine.forget_cr_token(); // a reload changed the source
-  CHECK(engine.status().source.state == "pending");
+  CHECK(engine.status().source.state == SourceState::pending);
   CHECK_FALSE(engine.status().source.expires_at);
   REQUIRE(has_token(ask(engine, "a"), "ta")); // tokens are kept
 
@@ -921,7 +921,7 @@ TEST_CASE("A forgotten CR token is fetched anew for the next exchange; one in fl
   REQUIRE(rig.upstream.open.front().cr_token == Secret("cr-3"));
   REQUIRE(rig.upstream.complete_exchange(issued("ta3", 100s), "A"));
   REQUIRE(rig.upstream.cr_fetches() == 3);
-  CHECK(engine.status().source.state == "ok");
+  CHECK(engine.status().source.state == SourceState::ok);
 
   rig.timers.advance(80s); // and cr-3, fetched after the last forget, is kept
   REQUIRE(rig.upstream.open_cr() == 0);
