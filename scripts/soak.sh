@@ -134,21 +134,12 @@ w1=$(((cycles + 4) / 5))
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/iamtok-soak-XXXXXX")
 chmod 0700 "$work"
+prog=soak
+# shellcheck source=lib/harness.sh
+source "$root/scripts/lib/harness.sh"
 sim_pid=
 daemon_pid=
 client_pids=()
-
-stop_pid() { # stop_pid PID: SIGTERM, up to react_limit_s, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 10 * react_limit_s; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local pid
@@ -171,32 +162,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-violations=0
-violation() { echo "soak: VIOLATION: $*" >&2; violations=$((violations + 1)); }
-
 # --- the simulator ---------------------------------------------------------
 sim_args=()
 for ((i = 1; i <= profiles; i++)); do
   sim_args+=(--profile "$(printf 'Profile-00000000-0000-4000-8000-%012d:p%03d' "$i" "$i")")
 done
-"$sim_bin" --listen 127.0.0.1:0 --port-file "$work/port" --iam-lifetime "$lifetime_s" --quiet \
-  "${sim_args[@]}" >"$work/sim.out" 2>"$work/sim.log" &
-sim_pid=$!
-for ((i = 0; i < 10 * start_limit_s; i++)); do
-  [[ -s $work/port ]] && break
-  kill -0 "$sim_pid" 2>/dev/null || break
-  sleep 0.1
-done
-[[ -s $work/port ]] || { echo "soak: iamtoken-sim did not start" >&2; cat "$work/sim.log" >&2; exit 2; }
-sim_port=$(tr -d '\n' <"$work/port")
-url="http://127.0.0.1:$sim_port"
-
-sim_curl() { # sim_curl METHOD PATH [JSON]: prints the body; fails unless 2xx
-  local args=(--noproxy '*' -sS --max-time "$react_limit_s" -X "$1" "$url$2")
-  [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data "$3")
-  curl --fail "${args[@]}"
-}
+start_sim "$sim_bin" --iam-lifetime "$lifetime_s" "${sim_args[@]}"
 
 # --- the daemon ------------------------------------------------------------
 socket=$work/d.sock
@@ -380,7 +351,6 @@ if ((faulted != -2 && faulted != -1)); then
   sim_curl DELETE /sim/faults >/dev/null || { echo "soak: the simulator did not clear the faults" >&2; exit 2; }
   last_clear=$(now_ms)
 fi
-kill -0 "$daemon_pid" 2>/dev/null || violation "iamtokend died during the run"
 
 # --- recovery: every profile has a token asked for after the last fault -------
 # Each profile's refreshes (successful exchanges) from the status, until each
@@ -418,29 +388,7 @@ client_pids=()
 upstream_calls=$(sim_curl GET /sim/stats | jq '.imds_token + .imds_iam_token + .iam' 2>/dev/null || echo '?')
 
 # --- the daemon: alive, stops cleanly, nothing leaked ----------------------------
-daemon_rc=died
-if kill -0 "$daemon_pid" 2>/dev/null; then
-  kill -TERM "$daemon_pid" 2>/dev/null || true
-  for ((i = 0; i < 10 * react_limit_s; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$daemon_pid" 2>/dev/null; then
-    violation "iamtokend did not stop within $react_limit_s s of SIGTERM"
-    daemon_rc=hung
-  else
-    daemon_rc=0
-    wait "$daemon_pid" || daemon_rc=$?
-    ((daemon_rc == 0)) || violation "iamtokend exited $daemon_rc on SIGTERM (a sanitizer's exit code if it reported)"
-  fi
-  daemon_pid=
-else
-  daemon_rc=0
-  wait "$daemon_pid" || daemon_rc=$?
-  violation "iamtokend died during the run (exit $daemon_rc)"
-  daemon_pid=
-fi
-if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$work/daemon.log"; then
-  violation "sanitizer report in the daemon's log:"
-  grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY' "$work/daemon.log" | head -n 5 >&2
-fi
+stop_daemon "$work/daemon.log"
 
 # --- the clients' view -----------------------------------------------------------
 cat "$work"/poll-*.log >"$work/all.log"
@@ -487,9 +435,7 @@ awk '
     if (pid != want) print "a token for another profile handed out for " $3
   }
 ' "$work/tokens" >>"$work/client_violations"
-while IFS= read -r line; do violation "$line"; done < <(head -n 20 "$work/client_violations")
-extra=$(($(wc -l <"$work/client_violations") - 20))
-((extra <= 0)) || violation "... and $extra more client violations"
+report_violations "$work/client_violations"
 
 # No token's payload or signature in the daemon's log: every run of
 # base64url characters in the log (a JWT splits into its parts at the dots)
