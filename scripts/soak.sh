@@ -67,7 +67,7 @@
 #    allocator does not give memory back, so RssAnon rises with the number
 #    of allocations until the quarantine is full, leak or not; there, LSan
 #    checks for leaks when the daemon exits);
-#  - any token handed out (or its payload or signature) is in the daemon's log;
+#  - the payload or signature of a token handed out is in the daemon's log;
 #  - the daemon died, did not exit 0 within 20 s of SIGTERM, or a sanitizer
 #    reported an error.
 # Exit 2: setup problem (missing binary, the sim or the daemon did not start).
@@ -83,7 +83,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --duration) duration=${2:?--duration needs a value}; shift 2 ;;
     --build) build=${2:?--build needs a value}; shift 2 ;;
-    -h|--help) sed -n '2,70p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "soak: unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
