@@ -81,21 +81,12 @@ react_limit_s=20
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/iamtok-chaos-XXXXXX")
 chmod 0700 "$work"
+prog=chaos
+# shellcheck source=lib/harness.sh
+source "$root/scripts/lib/harness.sh"
 sim_pid=
 daemon_pid=
 client_pids=()
-
-stop_pid() { # stop_pid PID: SIGTERM, up to 20 s, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 10 * react_limit_s; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local pid
@@ -112,27 +103,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-violations=0
-violation() { echo "chaos: VIOLATION: $*" >&2; violations=$((violations + 1)); }
-
 # --- the simulator --------------------------------------------------------
-"$sim_bin" --listen 127.0.0.1:0 --port-file "$work/port" --iam-lifetime 6 --quiet \
-  >"$work/sim.out" 2>"$work/sim.log" &
-sim_pid=$!
-for ((i = 0; i < 10 * start_limit_s; i++)); do
-  [[ -s $work/port ]] && break
-  kill -0 "$sim_pid" 2>/dev/null || break
-  sleep 0.1
-done
-[[ -s $work/port ]] || { echo "chaos: iamtoken-sim did not start" >&2; cat "$work/sim.log" >&2; exit 2; }
-url="http://127.0.0.1:$(tr -d '\n' <"$work/port")"
-
-sim_curl() { # sim_curl METHOD PATH [JSON]: prints the body; fails unless 2xx
-  local args=(--noproxy '*' -sS --max-time "$react_limit_s" -X "$1" "$url$2")
-  [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data "$3")
-  curl --fail "${args[@]}"
-}
+start_sim "$sim_bin" --iam-lifetime 6
 upstream_calls() { sim_curl GET /sim/stats | jq '.imds_token + .imds_iam_token + .iam'; }
 
 # --- the daemon -----------------------------------------------------------
@@ -293,25 +265,7 @@ for pid in "${client_pids[@]}"; do stop_pid "$pid"; done
 client_pids=()
 
 # --- the daemon: alive, stops cleanly, nothing leaked -----------------------
-if kill -0 "$daemon_pid" 2>/dev/null; then
-  kill -TERM "$daemon_pid"
-  daemon_rc=0
-  for ((i = 0; i < 10 * react_limit_s; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$daemon_pid" 2>/dev/null; then
-    violation "iamtokend did not stop within $react_limit_s s of SIGTERM"
-  else
-    wait "$daemon_pid" || daemon_rc=$?
-    ((daemon_rc == 0)) || violation "iamtokend exited $daemon_rc on SIGTERM"
-  fi
-  daemon_pid=
-else
-  violation "iamtokend died during the run"
-  daemon_pid=
-fi
-if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$work/daemon.log"; then
-  violation "sanitizer report in the daemon's log:"
-  grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$work/daemon.log" | head -n 5 >&2
-fi
+stop_daemon "$work/daemon.log"
 sort -u "$work/tokens" -o "$work/tokens"
 {
   cat "$work/tokens"
@@ -338,9 +292,7 @@ awk '{ print $1, 0, $3, $4, $5, $2; if ($3 == 0) print $2, 1, 0, $4, "done", $2 
     $3 != 0 && $5 != "unavailable" { print "client error " $5 " (exit " $3 ") at " $1 " ms" ; next }
     $3 != 0 && $6 < (maxexp - 1) * 1000 { print "client error " $5 " at " $1 "-" $6 " ms while a token valid until " maxexp " had been served" }
   ' >"$work/client_violations"
-while IFS= read -r line; do violation "$line"; done < <(head -n 20 "$work/client_violations")
-extra=$(($(wc -l <"$work/client_violations") - 20))
-((extra <= 0)) || violation "... and $extra more client violations"
+report_violations "$work/client_violations"
 
 requests=$(wc -l <"$work/all.log")
 errors=$(awk '$3 != 0' "$work/all.log" | wc -l)
