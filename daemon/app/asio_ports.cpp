@@ -21,9 +21,9 @@ engine::TimerId AsioTimers::start(engine::Duration after, std::function<void()> 
   const engine::TimerId id = m_next_id++;
   auto timer = std::make_unique<asio::steady_timer>(m_io);
   timer->expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(after));
-  timer->async_wait([this, id, life = std::weak_ptr<int>(m_life),
+  timer->async_wait([this, id, life = m_life.watch(),
                      fire = std::move(fire)](const std::error_code& error) {
-    if (life.expired()) {
+    if (!life.alive()) {
       return;
     }
     // A timer cancelled after its expiry was queued is gone from the map: skip it.

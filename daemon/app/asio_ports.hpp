@@ -4,6 +4,7 @@
 // io_context; cancel() disarms it so its callback never runs.
 
 #include "daemon/engine/ports.hpp"
+#include "util/life.hpp"
 
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -34,7 +35,7 @@ private:
   engine::TimerId m_next_id = 1;
   std::unordered_map<engine::TimerId, std::unique_ptr<asio::steady_timer>> m_timers;
   // Handlers still queued when this object dies check this first.
-  std::shared_ptr<int> m_life = std::make_shared<int>(0);
+  util::Life m_life;
 };
 
 } // namespace iamtok::app

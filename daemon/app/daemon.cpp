@@ -11,6 +11,7 @@
 #include "daemon/upstream/file_source.hpp"
 #include "daemon/upstream/observer.hpp"
 #include "daemon/upstream/token_watcher.hpp"
+#include "util/life.hpp"
 #include "version.hpp"
 
 #include <asio/io_context.hpp>
@@ -218,8 +219,8 @@ private:
     --slot.in_flight;
     if (slot.in_flight == 0 && &slot != m_current.get()) {
       // Not from inside the old upstream's own callback: later.
-      asio::post(m_io, [this, life = std::weak_ptr(m_life)] {
-        if (!life.expired()) {
+      asio::post(m_io, [this, life = m_life.watch()] {
+        if (life.alive()) {
           release_idle();
         }
       });
@@ -252,7 +253,7 @@ private:
   std::function<void()> m_on_exchange;
   std::vector<engine::ProfileSpec> m_specs;
   std::set<std::string> m_have_token;
-  std::shared_ptr<const bool> m_life = std::make_shared<const bool>(true);
+  util::Life m_life;
 };
 
 class Daemon

@@ -1,6 +1,7 @@
 #include "daemon/engine/engine.hpp"
 
 #include "daemon/engine/backoff.hpp"
+#include "util/life.hpp"
 
 #include <fmt/format.h>
 
@@ -207,7 +208,7 @@ struct Engine::Impl
   Settings m_settings;
   // Callbacks handed to timers and upstream hold a weak reference: once the
   // engine is destroyed or stopped, they find it expired and do nothing.
-  std::shared_ptr<const bool> m_life = std::make_shared<const bool>(true);
+  util::Life m_life;
   bool m_started = false;
   bool m_stopped = false;
 
@@ -232,9 +233,9 @@ struct Engine::Impl
   // the engine. Callers must not touch `this` afterwards.
   void run(Outbox& out)
   {
-    const std::weak_ptr<const bool> life = m_life;
+    const util::Life::Watch life = m_life.watch();
     for (auto& call : out) {
-      if (life.expired()) {
+      if (!life.alive()) {
         return;
       }
       call();
@@ -320,8 +321,8 @@ struct Engine::Impl
     timer.due = due;
     timer.id = m_ports.timers.start(
       std::max(Duration::zero(), due - now()),
-      [this, life = std::weak_ptr(m_life), weak = p.weak_from_this(), slot, seq = timer.seq, fire] {
-        if (life.expired()) {
+      [this, life = m_life.watch(), weak = p.weak_from_this(), slot, seq = timer.seq, fire] {
+        if (!life.alive()) {
           return;
         }
         const auto sp = weak.lock();
@@ -454,8 +455,8 @@ struct Engine::Impl
       // A file source: read fresh for every exchange, never cached or shared.
       ++m_upstream_calls;
       m_ports.upstream.fetch_cr_token(
-        [this, life = std::weak_ptr(m_life), waiter](UpstreamResult result) {
-          if (life.expired()) {
+        [this, life = m_life.watch(), waiter](UpstreamResult result) {
+          if (!life.alive()) {
             return;
           }
           Outbox out2;
@@ -483,8 +484,8 @@ struct Engine::Impl
     m_cr.sent_at = now();
     m_cr.unix_sent = m_ports.clock.unix_now();
     ++m_upstream_calls;
-    m_ports.upstream.fetch_cr_token([this, life = std::weak_ptr(m_life)](UpstreamResult result) {
-      if (life.expired()) {
+    m_ports.upstream.fetch_cr_token([this, life = m_life.watch()](UpstreamResult result) {
+      if (!life.alive()) {
         return;
       }
       Outbox out2;
@@ -549,8 +550,8 @@ struct Engine::Impl
     p.unix_sent = m_ports.clock.unix_now();
     m_ports.upstream.exchange(
       p.spec.target, cr_token,
-      [this, life = std::weak_ptr(m_life), waiter, generation](UpstreamResult result) {
-        if (life.expired()) {
+      [this, life = m_life.watch(), waiter, generation](UpstreamResult result) {
+        if (!life.alive()) {
           return;
         }
         const auto sp = live(waiter);
@@ -743,7 +744,7 @@ struct Engine::Impl
   void stop()
   {
     m_stopped = true;
-    m_life = std::make_shared<const bool>(true); // orphans every callback
+    m_life.reset(); // orphans every callback
     for (const auto& p : m_profiles) {
       cancel_attempt_timer(*p);
       cancel_waiter_timer(*p);

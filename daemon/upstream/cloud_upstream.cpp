@@ -87,8 +87,8 @@ void CloudUpstream::fetch_cr_token(engine::UpstreamCallback done)
   if (m_options.source == SourceType::file) {
     // A small local file: read synchronously, but complete from the loop.
     asio::post(m_io, [path = m_options.file_path, done = std::move(done),
-                      life = std::weak_ptr<int>(m_life)]() mutable {
-      if (life.expired()) {
+                      life = m_life.watch()]() mutable {
+      if (!life.alive()) {
         return;
       }
       auto token = read_cr_token_file(path);
@@ -105,7 +105,7 @@ void CloudUpstream::fetch_cr_token(engine::UpstreamCallback done)
   request.headers = {"Metadata-Flavor: ibm", "Accept: application/json",
                      "Content-Type: application/json"};
   request.body = imds_token_body(m_options.token_lifetime_s);
-  asio::co_spawn(m_io, call(Call::imds_token, std::move(request), std::move(done), m_life),
+  asio::co_spawn(m_io, call(Call::imds_token, std::move(request), std::move(done), m_life.watch()),
                  rethrow);
 }
 
@@ -138,13 +138,13 @@ void CloudUpstream::exchange(const engine::ProfileTarget& profile, const Secret&
     request.headers.emplace_back("Content-Type: application/json");
     request.body = imds_exchange_body(profile);
   }
-  asio::co_spawn(m_io, call(which, std::move(request), std::move(done), m_life), rethrow);
+  asio::co_spawn(m_io, call(which, std::move(request), std::move(done), m_life.watch()), rethrow);
 }
 
 asio::awaitable<void> CloudUpstream::call(Call which, HttpRequest request,
-                                          engine::UpstreamCallback done, std::weak_ptr<int> life)
+                                          engine::UpstreamCallback done, util::Life::Watch life)
 {
-  if (life.expired()) {
+  if (!life.alive()) {
     co_return;
   }
   std::optional<engine::UpstreamResult> result;

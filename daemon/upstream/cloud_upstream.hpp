@@ -9,6 +9,7 @@
 #include "daemon/upstream/observer.hpp"
 #include "daemon/upstream/replies.hpp"
 #include "daemon/upstream/requests.hpp"
+#include "util/life.hpp"
 
 #include <asio/io_context.hpp>
 
@@ -62,7 +63,7 @@ public:
 
 private:
   asio::awaitable<void> call(Call call, HttpRequest request, engine::UpstreamCallback done,
-                             std::weak_ptr<int> life);
+                             util::Life::Watch life);
   HttpRequest imds_request(std::string_view path) const;
   engine::UpstreamResult result_of(Call call, const std::string& url, HttpResult result) const;
   static RequestOutcome observed(Call call, const HttpResult& reply, std::chrono::nanoseconds duration);
@@ -72,7 +73,7 @@ private:
   ImdsPaths m_imds_paths;
   HttpClient m_http;
   // Coroutines not yet started when this object dies check this first.
-  std::shared_ptr<int> m_life = std::make_shared<int>(0);
+  util::Life m_life;
 };
 
 } // namespace iamtok::upstream

@@ -85,8 +85,8 @@ TokenFileWatcher::~TokenFileWatcher()
 void TokenFileWatcher::wait()
 {
   m_descriptor.async_wait(asio::posix::descriptor_base::wait_read,
-                          [this, life = std::weak_ptr<int>(m_life)](const std::error_code& error) {
-                            if (error || life.expired()) {
+                          [this, life = m_life.watch()](const std::error_code& error) {
+                            if (error || !life.alive()) {
                               return;
                             }
                             on_readable();
@@ -151,8 +151,8 @@ void TokenFileWatcher::check()
   }
   m_timer_armed = true;
   m_timer.expires_at(next_allowed);
-  m_timer.async_wait([this, life = std::weak_ptr<int>(m_life)](const std::error_code& error) {
-    if (error || life.expired()) {
+  m_timer.async_wait([this, life = m_life.watch()](const std::error_code& error) {
+    if (error || !life.alive()) {
       return;
     }
     m_timer_armed = false;
@@ -164,8 +164,8 @@ void TokenFileWatcher::check()
 void TokenFileWatcher::report()
 {
   // From the loop, not from inside this object's handlers.
-  asio::post(m_io, [this, life = std::weak_ptr<int>(m_life)] {
-    if (!life.expired()) {
+  asio::post(m_io, [this, life = m_life.watch()] {
+    if (life.alive()) {
       m_on_change();
     }
   });

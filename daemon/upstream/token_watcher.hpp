@@ -6,6 +6,8 @@
 // onto the name and kubelet's `..data` symlink swap (which never touches the
 // file's own name). Runs on the io_context; no thread, no polling.
 
+#include "util/life.hpp"
+
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
@@ -78,7 +80,7 @@ private:
   bool m_active = false;
   std::string m_error;
   std::vector<std::string> m_unwatched;
-  std::shared_ptr<int> m_life = std::make_shared<int>(0);
+  util::Life m_life;
 };
 
 } // namespace iamtok::upstream
