@@ -5,7 +5,7 @@
 // The form, base64url and token parsers get the raw bytes too.
 
 #include "sim/form.hpp"
-#include "sim/http.hpp"
+#include "http/message.hpp"
 #include "sim/jwt.hpp"
 #include "sim/simulator.hpp"
 
