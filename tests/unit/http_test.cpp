@@ -1,6 +1,7 @@
-// http/message.hpp: request assembly on http-parser (limits, pipelining,
+// http/form.hpp: form and query decoding. http/message.hpp: request assembly on http-parser (limits, pipelining,
 // strict framing) and response rendering.
 
+#include "http/form.hpp"
 #include "http/message.hpp"
 
 #include <catch2/catch.hpp>
@@ -210,4 +211,30 @@ TEST_CASE("the reader tells when a request is partly read", "[http]")
   CHECK(reader.in_request());
   CHECK(reader.feed("st: localhost\r\n\r\n").size() == 1);
   CHECK_FALSE(reader.in_request());
+}
+
+// ---------------------------------------------------------------------------
+// Forms and query strings
+
+TEST_CASE("form decoding handles percent escapes, plus signs and empty pieces", "[http][form]")
+{
+  const auto fields = parse_form("a=1&&crn=crn%3Av1%3Ax%2Fy&name=my+profile&flag&empty=&pct=100%25");
+  REQUIRE(fields.has_value());
+  REQUIRE(fields->size() == 6);
+  CHECK(find_field(*fields, "a") == "1");
+  CHECK(find_field(*fields, "crn") == "crn:v1:x/y");
+  CHECK(find_field(*fields, "name") == "my profile");
+  CHECK(find_field(*fields, "flag") == "");
+  CHECK(find_field(*fields, "empty") == "");
+  CHECK(find_field(*fields, "pct") == "100%");
+  CHECK_FALSE(find_field(*fields, "missing").has_value());
+  CHECK(count_field(*fields, "a") == 1);
+}
+
+TEST_CASE("form decoding rejects a truncated or non-hex percent escape", "[http][form]")
+{
+  CHECK_FALSE(parse_form("a=%4").has_value());
+  CHECK_FALSE(parse_form("a=%").has_value());
+  CHECK_FALSE(parse_form("a=%zz").has_value());
+  CHECK(percent_decode("a+b", false) == "a+b");
 }

@@ -3,7 +3,6 @@
 // command line. Tokens are never printed: assertions on them are booleans.
 
 #include "proto/json.hpp"
-#include "sim/form.hpp"
 #include "sim/jwt.hpp"
 #include "sim/options.hpp"
 #include "sim/simulator.hpp"
@@ -210,29 +209,6 @@ TEST_CASE("a minted token verifies for its kind only, and not once expired or ta
 
 // ---------------------------------------------------------------------------
 // Form decoding
-
-TEST_CASE("form decoding handles percent escapes, plus signs and empty pieces", "[sim][form]")
-{
-  const auto fields = parse_form("a=1&&crn=crn%3Av1%3Ax%2Fy&name=my+profile&flag&empty=&pct=100%25");
-  REQUIRE(fields.has_value());
-  REQUIRE(fields->size() == 6);
-  CHECK(find_field(*fields, "a") == "1");
-  CHECK(find_field(*fields, "crn") == "crn:v1:x/y");
-  CHECK(find_field(*fields, "name") == "my profile");
-  CHECK(find_field(*fields, "flag") == "");
-  CHECK(find_field(*fields, "empty") == "");
-  CHECK(find_field(*fields, "pct") == "100%");
-  CHECK_FALSE(find_field(*fields, "missing").has_value());
-  CHECK(count_field(*fields, "a") == 1);
-}
-
-TEST_CASE("form decoding rejects a truncated or non-hex percent escape", "[sim][form]")
-{
-  CHECK_FALSE(parse_form("a=%4").has_value());
-  CHECK_FALSE(parse_form("a=%").has_value());
-  CHECK_FALSE(parse_form("a=%zz").has_value());
-  CHECK(percent_decode("a+b", false) == "a+b");
-}
 
 // ---------------------------------------------------------------------------
 // IMDS: instance identity token
