@@ -121,7 +121,7 @@ foreach(page iamtoken-get.1 docker-credential-iamtoken.1 iamtokend.json.5 iamtok
 endforeach()
 
 # --- documentation and examples
-foreach(doc docs/operations.md docs/protocol.md docs/upstream.md docs/security.md README.md)
+foreach(doc docs/operations.md docs/protocol.md docs/http.md docs/upstream.md docs/security.md README.md)
   if(EXISTS "${PROJECT_SOURCE_DIR}/${doc}")
     install(FILES "${PROJECT_SOURCE_DIR}/${doc}" DESTINATION "${iamtok_docdir}"
             COMPONENT ${iamtok_component})
