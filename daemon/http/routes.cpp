@@ -387,6 +387,14 @@ Response imds_error(int status, std::string_view code, std::string_view message,
   return r;
 }
 
+// True if `body` is one JSON object (no duplicate keys) or blank (read as
+// {}), set in `out`; it lives as long as `parser`.
+bool json_object(simdjson::dom::parser& parser, std::string_view body, simdjson::dom::object& out)
+{
+  const auto doc = json::parse_document(parser, trim(body).empty() ? std::string_view("{}") : body);
+  return doc && doc->get_object().get(out) == simdjson::SUCCESS;
+}
+
 // The first of `candidates` that `caller` may use, or the error: none
 // configured (unknown_profile) or none for this caller (forbidden, audited).
 tl::expected<std::string, proto::ErrorInfo> pick(server::Dispatcher& dispatcher,
@@ -499,24 +507,21 @@ void Routes::imds_handle(const Request& request, const server::Caller& caller, F
     return;
   }
   auto lifetime = k_default_handle_lifetime;
-  if (!trim(request.body).empty()) {
-    simdjson::dom::parser parser;
-    const auto doc = json::parse_document(parser, request.body);
-    simdjson::dom::object object;
-    if (!doc || doc->get_object().get(object) != simdjson::SUCCESS) {
-      fail(400, "bad_request", "the body must be a JSON object");
+  simdjson::dom::parser parser;
+  simdjson::dom::object object;
+  if (!json_object(parser, request.body, object)) {
+    fail(400, "bad_request", "the body must be a JSON object");
+    return;
+  }
+  if (const auto field = object["expires_in"]; field.error() == simdjson::SUCCESS) {
+    std::int64_t seconds = 0;
+    if (field.get_int64().get(seconds) != simdjson::SUCCESS || seconds < k_min_handle_lifetime
+        || seconds > k_max_handle_lifetime) {
+      fail(400, "invalid_expires_in", fmt::format("expires_in must be an integer from {} to {}",
+                                                  k_min_handle_lifetime, k_max_handle_lifetime));
       return;
     }
-    if (const auto field = object["expires_in"]; field.error() == simdjson::SUCCESS) {
-      std::int64_t seconds = 0;
-      if (field.get_int64().get(seconds) != simdjson::SUCCESS || seconds < k_min_handle_lifetime
-          || seconds > k_max_handle_lifetime) {
-        fail(400, "invalid_expires_in", fmt::format("expires_in must be an integer from {} to {}",
-                                                    k_min_handle_lifetime, k_max_handle_lifetime));
-        return;
-      }
-      lifetime = std::chrono::seconds(seconds);
-    }
+    lifetime = std::chrono::seconds(seconds);
   }
   const auto now = m_ports.now();
   const auto expires = now + lifetime;
@@ -554,30 +559,27 @@ void Routes::imds_iam_token(const Request& request, const server::Caller& caller
     return;
   }
   Selector selector;
-  if (!trim(request.body).empty()) {
-    simdjson::dom::parser parser;
-    const auto doc = json::parse_document(parser, request.body);
-    simdjson::dom::object object;
-    if (!doc || doc->get_object().get(object) != simdjson::SUCCESS) {
-      fail(400, "bad_request", "the body must be a JSON object");
+  simdjson::dom::parser parser;
+  simdjson::dom::object object;
+  if (!json_object(parser, request.body, object)) {
+    fail(400, "bad_request", "the body must be a JSON object");
+    return;
+  }
+  if (const auto tp = object["trusted_profile"]; tp.error() == simdjson::SUCCESS) {
+    simdjson::dom::object fields;
+    if (tp.get_object().get(fields) != simdjson::SUCCESS) {
+      fail(400, "bad_request", "trusted_profile must be an object");
       return;
     }
-    if (const auto tp = object["trusted_profile"]; tp.error() == simdjson::SUCCESS) {
-      simdjson::dom::object fields;
-      if (tp.get_object().get(fields) != simdjson::SUCCESS) {
-        fail(400, "bad_request", "trusted_profile must be an object");
-        return;
-      }
-      for (const auto& [key, out] : {std::pair{"id", &selector.id}, std::pair{"crn", &selector.crn},
-                                    std::pair{"name", &selector.name}}) {
-        if (const auto value = fields[key]; value.error() == simdjson::SUCCESS) {
-          std::string_view text;
-          if (value.get_string().get(text) != simdjson::SUCCESS || text.empty()) {
-            fail(400, "bad_request", fmt::format("trusted_profile.{} must be a non-empty string", key));
-            return;
-          }
-          *out = std::string(text);
+    for (const auto& [key, out] : {std::pair{"id", &selector.id}, std::pair{"crn", &selector.crn},
+                                  std::pair{"name", &selector.name}}) {
+      if (const auto value = fields[key]; value.error() == simdjson::SUCCESS) {
+        std::string_view text;
+        if (value.get_string().get(text) != simdjson::SUCCESS || text.empty()) {
+          fail(400, "bad_request", fmt::format("trusted_profile.{} must be a non-empty string", key));
+          return;
         }
+        *out = std::string(text);
       }
     }
   }
