@@ -8,6 +8,8 @@
 #include <asio/write.hpp>
 
 #include <algorithm>
+#include <cstring>
+#include <string>
 #include <array>
 #include <string_view>
 
@@ -120,8 +122,12 @@ asio::awaitable<void> serve(tcp::socket& socket, const SessionOptions& options, 
         co_return;
       }
       const bool keep_alive = request.keep_alive && !answer.close;
-      const auto out = serialize(*answer.response, keep_alive);
-      if (!co_await write_all(socket, out, write_limit)) {
+      std::string out = serialize(*answer.response, keep_alive);
+      const bool written = co_await write_all(socket, out, write_limit);
+      // A response may hold a token: zero both copies before they are freed.
+      ::explicit_bzero(out.data(), out.size());
+      ::explicit_bzero(answer.response->body.data(), answer.response->body.size());
+      if (!written) {
         co_return;
       }
       last_answer = Clock::now();

@@ -5,7 +5,8 @@
 // request in order (keep-alive and pipelining), with the idle and
 // partial-request deadlines and the head/body limits the caller gives. After
 // a framing error the connection gets that error's response and is closed.
-// What a request means is the caller's Handler.
+// What a request means is the caller's Handler. A response's bytes are
+// zeroed once written (they may hold a token).
 
 #include "http/message.hpp"
 
