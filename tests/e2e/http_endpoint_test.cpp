@@ -376,3 +376,29 @@ TEST_CASE("past max_connections a connection gets one 503 and is closed, and a f
     return next.send(get("/healthz")) && next.read().status == 200;
   }, 10s));
 }
+
+TEST_CASE("a reload applies http.max_connections and logs that a changed listen needs a restart", "[http]")
+{
+  DaemonFixture fixture;
+  auto config = http_config(R"({"listen":["127.0.0.1:0"],"max_connections":1})");
+  const auto port = start_ready(fixture, config);
+  Connection first(port);
+  REQUIRE(first.send(get("/healthz")));
+  REQUIRE(first.read().status == 200);
+  {
+    Connection refused(port);
+    CHECK(refused.read().status == 503);
+  }
+
+  config.http = R"({"listen":["127.0.0.1:0","[::1]:0"],"max_connections":2})";
+  fixture.write_config(config);
+  fixture.daemon().signal(SIGHUP);
+  REQUIRE(fixture.daemon().wait_for_output("http.listen changed: restart iamtokend to apply", Process::Stream::err,
+                                           k_start_limit));
+  REQUIRE(fixture.daemon().wait_for_output("reloaded:", Process::Stream::err, k_start_limit));
+  Connection second(port);
+  REQUIRE(second.send(get("/healthz")));
+  CHECK(second.read().status == 200);
+  REQUIRE(first.send(get("/healthz")));
+  CHECK(first.read().status == 200);
+}
