@@ -131,15 +131,11 @@ int check_exit_code(const std::vector<CheckProblem>& problems)
 
 int run_check(const Options& options)
 {
-  auto line = ok_reply_line(options, proto::Request{proto::Op::status, {}, {}, {}});
-  if (!line) {
-    return report(options, line.error());
+  const auto reply = fetch_status(options);
+  if (!reply) {
+    return report(options, reply.error());
   }
-  const auto status = proto::parse_status_reply(*line);
-  if (!status) {
-    return report(options, {k_exit_software, "protocol", "unreadable status from iamtokend: " + status.error()});
-  }
-  std::vector<CheckProblem> problems = check_profiles(*status, options.profiles, std::time(nullptr));
+  std::vector<CheckProblem> problems = check_profiles(reply->status, options.profiles, std::time(nullptr));
   for (auto& problem : problems) {
     if (problem.code == "missing") {
       problem = ask_why(options, problem.profile);
@@ -164,10 +160,7 @@ int run_metrics(const Options& options)
   if (!text) {
     return report(options, {k_exit_software, "protocol", "unreadable metrics from iamtokend: " + text.error()});
   }
-  if (!write_stdout(*text)) {
-    return report(options, {k_exit_software, "output", fmt::format("cannot write to stdout: {}", std::strerror(errno))});
-  }
-  return k_exit_ok;
+  return print_or_report(options, *text);
 }
 
 } // namespace iamtok::client

@@ -1,6 +1,8 @@
 #include "client/client.hpp"
 
 #include "version.hpp"
+#include "util/error.hpp"
+#include "util/fd.hpp"
 
 #include <fmt/format.h>
 
@@ -40,14 +42,9 @@ std::optional<Format> parse_format(std::string_view text)
   return std::nullopt;
 }
 
-std::string errno_text(int error)
-{
-  return std::strerror(error);
-}
-
 Failure unreachable(const std::string& path, int error)
 {
-  return {k_exit_unreachable, "unreachable", fmt::format("cannot connect to {}: {}", path, errno_text(error))};
+  return {k_exit_unreachable, "unreachable", fmt::format("cannot connect to {}: {}", path, util::errno_text(error))};
 }
 
 Failure timed_out()
@@ -79,24 +76,6 @@ bool wait_for(int fd, short events, Clock::time_point deadline)
   }
 }
 
-class Fd
-{
-public:
-  explicit Fd(int fd) : m_fd(fd) {}
-  ~Fd()
-  {
-    if (m_fd >= 0) {
-      ::close(m_fd);
-    }
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return m_fd; }
-
-private:
-  int m_fd;
-};
-
 // "5m 12s", "2h 3m", "40s", "-3s" (already past).
 std::string duration_text(std::int64_t seconds)
 {
@@ -125,6 +104,27 @@ int report(const Options& options, const Failure& failure)
   return failure.exit_code;
 }
 
+tl::expected<StatusReply, Failure> fetch_status(const Options& options)
+{
+  auto line = ok_reply_line(options, proto::Request{proto::Op::status, {}, {}, {}});
+  if (!line) {
+    return tl::unexpected(std::move(line.error()));
+  }
+  auto status = proto::parse_status_reply(*line);
+  if (!status) {
+    return tl::unexpected(Failure{k_exit_software, "protocol", "unreadable status from iamtokend: " + status.error()});
+  }
+  return StatusReply{std::move(*line), std::move(*status)};
+}
+
+int print_or_report(const Options& options, std::string_view text)
+{
+  if (!write_stdout(text)) {
+    return report(options, {k_exit_software, "output", "cannot write to stdout: " + util::errno_text(errno)});
+  }
+  return k_exit_ok;
+}
+
 tl::expected<std::string, Failure> ok_reply_line(const Options& options, const proto::Request& request)
 {
   auto line = request_line(options.socket_path, proto::format_request(request), options.timeout);
@@ -150,29 +150,19 @@ int run_token(const Options& options)
     return report(options, reply.error());
   }
   std::string output = token_output(*reply, options.format);
-  const bool written = write_stdout(output);
+  const int code = print_or_report(options, output);
   wipe_string(output);
-  if (!written) {
-    return report(options, {k_exit_software, "output", "cannot write to stdout: " + errno_text(errno)});
-  }
-  return k_exit_ok;
+  return code;
 }
 
 int run_status(const Options& options)
 {
-  auto line = ok_reply_line(options, proto::Request{proto::Op::status, {}, {}, {}});
-  if (!line) {
-    return report(options, line.error());
+  const auto reply = fetch_status(options);
+  if (!reply) {
+    return report(options, reply.error());
   }
-  const auto status = proto::parse_status_reply(*line);
-  if (!status) {
-    return report(options, {k_exit_software, "protocol", "unreadable status from iamtokend: " + status.error()});
-  }
-  const std::string output = options.format == Format::json ? *line + "\n" : status_table(*status, std::time(nullptr));
-  if (!write_stdout(output)) {
-    return report(options, {k_exit_software, "output", "cannot write to stdout: " + errno_text(errno)});
-  }
-  return k_exit_ok;
+  return print_or_report(options, options.format == Format::json ? reply->line + "\n"
+                                                                 : status_table(reply->status, std::time(nullptr)));
 }
 
 } // namespace
@@ -472,9 +462,9 @@ tl::expected<std::string, Failure> request_line(const std::string& socket_path, 
   }
   std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
 
-  const Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  const util::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) {
-    return tl::make_unexpected(Failure{k_exit_software, "internal", "socket: " + errno_text(errno)});
+    return tl::make_unexpected(Failure{k_exit_software, "internal", "socket: " + util::errno_text(errno)});
   }
   // A full backlog answers EAGAIN: retry until the deadline.
   for (;;) {
@@ -503,7 +493,7 @@ tl::expected<std::string, Failure> request_line(const std::string& socket_path, 
       if (errno == EINTR || errno == EAGAIN) {
         continue;
       }
-      return tl::make_unexpected(Failure{k_exit_software, "protocol", "cannot send the request: " + errno_text(errno)});
+      return tl::make_unexpected(Failure{k_exit_software, "protocol", "cannot send the request: " + util::errno_text(errno)});
     }
     request.remove_prefix(static_cast<std::size_t>(sent));
   }
@@ -524,7 +514,7 @@ tl::expected<std::string, Failure> request_line(const std::string& socket_path, 
       wipe_string(reply);
       return tl::make_unexpected(Failure{k_exit_software, "protocol",
                                          got == 0 ? std::string("iamtokend closed the connection without a reply")
-                                                  : "cannot read the reply: " + errno_text(error)});
+                                                  : "cannot read the reply: " + util::errno_text(error)});
     }
     const std::string_view chunk(buffer, static_cast<std::size_t>(got));
     const auto newline = chunk.find('\n');

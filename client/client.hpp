@@ -112,6 +112,18 @@ tl::expected<std::string, Failure> ok_reply_line(const Options& options, const p
 // quiet; a newline in the message becomes a space). Returns its exit code.
 int report(const Options& options, const Failure& failure);
 
+// The daemon's status: its reply line as sent and what it says, or the
+// failure (as ok_reply_line, or a status reply that cannot be read).
+struct StatusReply
+{
+  std::string line;
+  proto::StatusInfo status;
+};
+tl::expected<StatusReply, Failure> fetch_status(const Options& options);
+
+// Writes `text` to stdout: k_exit_ok, or the report of an "output" failure.
+int print_or_report(const Options& options, std::string_view text);
+
 // --- probes and metrics (check.cpp) ---------------------------------------
 
 // A usage problem of --check / --metrics (`action`) with the other options

@@ -2,6 +2,8 @@
 
 #include "proto/json.hpp"
 #include "version.hpp"
+#include "util/error.hpp"
+#include "util/strings.hpp"
 
 #include <fmt/format.h>
 
@@ -128,7 +130,7 @@ int run_get(const HelperEnvironment& environment)
   const bool written = write_stdout(output);
   wipe_string(output);
   if (!written) {
-    return fail({k_exit_software, "output", fmt::format("cannot write to stdout: {}", std::strerror(errno))});
+    return fail({k_exit_software, "output", fmt::format("cannot write to stdout: {}", util::errno_text(errno))});
   }
   return k_exit_ok;
 }
@@ -151,14 +153,7 @@ int run_refused(std::string_view action)
 
 std::string_view trim_server_url(std::string_view text)
 {
-  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  while (!text.empty() && is_space(text.front())) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && is_space(text.back())) {
-    text.remove_suffix(1);
-  }
-  return text;
+  return util::trim(text);
 }
 
 std::optional<std::string> registry_host(std::string_view server_url)

@@ -1,4 +1,5 @@
 #include "client/exec.hpp"
+#include "util/error.hpp"
 
 #include <fmt/format.h>
 
@@ -301,7 +302,7 @@ int run_exec(const ExecOptions& options)
     wipe_string(entry);
   }
   return fail({exec_failure_exit_code(error), "exec",
-               fmt::format("cannot run {}: {}", options.command.front(), std::strerror(error))});
+               fmt::format("cannot run {}: {}", options.command.front(), util::errno_text(error))});
 }
 
 } // namespace iamtok::client

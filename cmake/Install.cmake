@@ -42,24 +42,13 @@ iamtok_full_path(iamtok_full_unitdir "${IAMTOK_SYSTEMD_UNITDIR}")
 iamtok_full_path(iamtok_full_sysusersdir "${IAMTOK_SYSUSERSDIR}")
 iamtok_full_path(iamtok_full_tmpfilesdir "${IAMTOK_TMPFILESDIR}")
 
-# --- binaries (targets come from daemon/, client/ and sim/; some may not exist yet)
-if(TARGET iamtokend)
-  install(TARGETS iamtokend RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
-          COMPONENT ${iamtok_component})
-endif()
-if(TARGET iamtoken-get)
-  install(TARGETS iamtoken-get RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
-          COMPONENT ${iamtok_component})
-endif()
-# Docker finds a credential helper as docker-credential-<name> on PATH.
-if(TARGET docker-credential-iamtoken)
-  install(TARGETS docker-credential-iamtoken RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
-          COMPONENT ${iamtok_component})
-endif()
-if(TARGET iamtoken-sim)
-  install(TARGETS iamtoken-sim RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
-          COMPONENT sim EXCLUDE_FROM_ALL)
-endif()
+# --- binaries. Docker finds a credential helper as docker-credential-<name>
+# on PATH. The simulator is for tests and demos: a component of its own,
+# never in the package.
+install(TARGETS iamtokend iamtoken-get docker-credential-iamtoken
+        RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT ${iamtok_component})
+install(TARGETS iamtoken-sim RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
+        COMPONENT sim EXCLUDE_FROM_ALL)
 
 # --- systemd integration. The unit in systemd/ names /usr/bin and /etc; the
 # installed copy names this build's directories (identical with prefix /usr).
@@ -83,8 +72,7 @@ install(FILES "${PROJECT_SOURCE_DIR}/systemd/tmpfiles.d/iamtokend.conf"
 # existing config (an operator's) is never overwritten by `cmake --install`.
 # (file(INSTALL) adds DESTDIR itself; the existence check must add it.)
 set(iamtok_example_config "${PROJECT_SOURCE_DIR}/examples/config.json")
-if(EXISTS "${iamtok_example_config}")
-  install(CODE "
+install(CODE "
     set(dest \"\$ENV{DESTDIR}${IAMTOK_CONFDIR}/config.json\")
     if(EXISTS \"\${dest}\")
       message(STATUS \"Keeping existing: \${dest}\")
@@ -92,20 +80,14 @@ if(EXISTS "${iamtok_example_config}")
       file(INSTALL \"${iamtok_example_config}\" DESTINATION \"${IAMTOK_CONFDIR}\"
            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
     endif()" COMPONENT ${iamtok_component})
-  install(FILES "${iamtok_example_config}" DESTINATION "${iamtok_docdir}/examples"
-          COMPONENT ${iamtok_component})
-else()
-  message(STATUS "examples/config.json not found: no example config will be installed")
-endif()
+install(FILES "${iamtok_example_config}" DESTINATION "${iamtok_docdir}/examples"
+        COMPONENT ${iamtok_component})
 
 # --- man pages, gzipped (gzip -n: reproducible) when gzip is available.
 find_program(IAMTOK_GZIP gzip)
 file(MAKE_DIRECTORY "${iamtok_gen}/man")
 foreach(page iamtoken-get.1 docker-credential-iamtoken.1 iamtokend.json.5 iamtokend.8)
   set(src "${PROJECT_SOURCE_DIR}/docs/man/${page}")
-  if(NOT EXISTS "${src}")
-    continue()
-  endif()
   string(REGEX MATCH "[0-9]$" section "${page}")
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${src}")
   if(IAMTOK_GZIP)
@@ -122,25 +104,16 @@ endforeach()
 
 # --- documentation and examples
 foreach(doc docs/operations.md docs/protocol.md docs/http.md docs/upstream.md docs/security.md README.md)
-  if(EXISTS "${PROJECT_SOURCE_DIR}/${doc}")
-    install(FILES "${PROJECT_SOURCE_DIR}/${doc}" DESTINATION "${iamtok_docdir}"
-            COMPONENT ${iamtok_component})
-  endif()
+  install(FILES "${PROJECT_SOURCE_DIR}/${doc}" DESTINATION "${iamtok_docdir}"
+          COMPONENT ${iamtok_component})
 endforeach()
 foreach(example k8s systemd prometheus)
-  if(IS_DIRECTORY "${PROJECT_SOURCE_DIR}/examples/${example}")
-    install(DIRECTORY "${PROJECT_SOURCE_DIR}/examples/${example}" DESTINATION "${iamtok_docdir}/examples"
-            COMPONENT ${iamtok_component})
-  endif()
+  install(DIRECTORY "${PROJECT_SOURCE_DIR}/examples/${example}" DESTINATION "${iamtok_docdir}/examples"
+          COMPONENT ${iamtok_component})
 endforeach()
 
 # --- the layout, for tests/e2e/packaging_test.sh (shell syntax)
-set(iamtok_binaries "")
-foreach(binary iamtokend iamtoken-get docker-credential-iamtoken)
-  if(TARGET ${binary})
-    string(APPEND iamtok_binaries " ${binary}")
-  endif()
-endforeach()
+set(iamtok_binaries "iamtokend iamtoken-get docker-credential-iamtoken")
 file(CONFIGURE OUTPUT "${iamtok_gen}/layout.sh" @ONLY CONTENT [[
 prefix='@CMAKE_INSTALL_PREFIX@'
 bindir='@CMAKE_INSTALL_FULL_BINDIR@'
@@ -162,10 +135,8 @@ foreach(script postinst prerm postrm)
 endforeach()
 set(iamtok_deb_control_extra
   "${iamtok_gen}/deb/postinst" "${iamtok_gen}/deb/prerm" "${iamtok_gen}/deb/postrm")
-if(EXISTS "${iamtok_example_config}")
-  file(WRITE "${iamtok_gen}/deb/conffiles" "${IAMTOK_CONFDIR}/config.json\n")
-  list(APPEND iamtok_deb_control_extra "${iamtok_gen}/deb/conffiles")
-endif()
+file(WRITE "${iamtok_gen}/deb/conffiles" "${IAMTOK_CONFDIR}/config.json\n")
+list(APPEND iamtok_deb_control_extra "${iamtok_gen}/deb/conffiles")
 
 set(CPACK_GENERATOR "DEB")
 set(CPACK_PACKAGE_NAME "iamtokend")

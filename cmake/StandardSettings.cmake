@@ -1,5 +1,8 @@
 # INTERFACE targets carrying warnings and sanitizer options; every first-party
-# target links them PRIVATE (as ccache's StandardSettings/StandardWarnings do).
+# target links both PRIVATE (as ccache's StandardSettings/StandardWarnings do),
+# so neither leaks into what a consumer compiles. Headers are included from
+# the project root ("daemon/engine/engine.hpp"): see include_directories() in
+# the top-level CMakeLists.txt.
 
 add_library(iamtok_warnings INTERFACE)
 target_compile_options(iamtok_warnings INTERFACE -Wall -Wextra -Wpedantic
@@ -7,8 +10,6 @@ target_compile_options(iamtok_warnings INTERFACE -Wall -Wextra -Wpedantic
   $<$<BOOL:${IAMTOK_WERROR}>:-Werror>)
 
 add_library(iamtok_settings INTERFACE)
-target_include_directories(iamtok_settings INTERFACE "${PROJECT_SOURCE_DIR}")
-target_link_libraries(iamtok_settings INTERFACE iamtok_warnings)
 target_compile_definitions(iamtok_settings INTERFACE
   $<$<CONFIG:Debug>:_GLIBCXX_ASSERTIONS>)
 

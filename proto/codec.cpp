@@ -333,6 +333,18 @@ void read_reply(object obj, Reply& reply, std::string& error)
   }
 }
 
+// The enumerator whose name (in `names`, indexed by value) is `name`.
+template <typename Enum, std::size_t N>
+std::optional<Enum> from_name(const std::array<std::string_view, N>& names, std::string_view name) noexcept
+{
+  for (std::size_t i = 0; i < N; ++i) {
+    if (names[i] == name) {
+      return static_cast<Enum>(i);
+    }
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 std::string_view to_string(ErrorCode code) noexcept
@@ -342,12 +354,7 @@ std::string_view to_string(ErrorCode code) noexcept
 
 std::optional<ErrorCode> parse_error_code(std::string_view name) noexcept
 {
-  for (std::size_t i = 0; i < k_error_names.size(); ++i) {
-    if (k_error_names[i] == name) {
-      return static_cast<ErrorCode>(i);
-    }
-  }
-  return std::nullopt;
+  return from_name<ErrorCode>(k_error_names, name);
 }
 
 std::string_view to_string(Op op) noexcept
@@ -357,12 +364,7 @@ std::string_view to_string(Op op) noexcept
 
 std::optional<Op> parse_op(std::string_view name) noexcept
 {
-  for (std::size_t i = 0; i < k_op_names.size(); ++i) {
-    if (k_op_names[i] == name) {
-      return static_cast<Op>(i);
-    }
-  }
-  return std::nullopt;
+  return from_name<Op>(k_op_names, name);
 }
 
 tl::expected<Request, RequestError> parse_request(std::string_view line)

@@ -12,9 +12,6 @@ namespace iamtok::sim {
 
 namespace {
 
-constexpr std::string_view k_alphabet =
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 // Development keys: the simulator is a test tool, its tokens grant nothing.
 constexpr std::string_view k_identity_key = "iamtoken-sim development key: instance identity";
 constexpr std::string_view k_access_key = "iamtoken-sim development key: IAM access";
@@ -40,57 +37,7 @@ std::array<unsigned char, 32> hs256(std::string_view key, std::string_view data)
   return mac;
 }
 
-int decode_char(char c)
-{
-  const auto pos = k_alphabet.find(c);
-  return pos == std::string_view::npos ? -1 : static_cast<int>(pos);
-}
-
 } // namespace
-
-std::string base64url_encode(std::string_view data)
-{
-  std::string out;
-  out.reserve((data.size() * 4 + 2) / 3);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : data) {
-    acc = (acc << 8) | static_cast<unsigned char>(c);
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(k_alphabet[(acc >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0) {
-    out.push_back(k_alphabet[(acc << (6 - bits)) & 0x3F]);
-  }
-  return out;
-}
-
-std::optional<std::string> base64url_decode(std::string_view text)
-{
-  if (text.size() % 4 == 1) {
-    return std::nullopt;
-  }
-  std::string out;
-  out.reserve(text.size() * 3 / 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : text) {
-    const int value = decode_char(c);
-    if (value < 0) {
-      return std::nullopt;
-    }
-    acc = (acc << 6) | static_cast<std::uint32_t>(value);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
 
 std::string_view to_string(TokenError error)
 {

@@ -6,6 +6,7 @@
 // with different keys, so neither passes for the other.
 
 #include "proto/secret.hpp"
+#include "util/base64.hpp"
 
 #include <tl/expected.hpp>
 
@@ -16,12 +17,9 @@
 
 namespace iamtok::sim {
 
-// base64url (RFC 4648 §5) without padding.
-std::string base64url_encode(std::string_view data);
-
-// The decoded bytes, or nullopt for a character outside the alphabet, a
-// padding character or an impossible length.
-std::optional<std::string> base64url_decode(std::string_view text);
+// base64url without padding (util/base64.hpp).
+using util::base64url_decode;
+using util::base64url_encode;
 
 enum class TokenKind {
   identity, // instance identity token from IMDS (accepted as CR token by IAM)

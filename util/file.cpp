@@ -41,11 +41,16 @@ tl::expected<std::size_t, int> read_up_to(int fd, std::span<char> buffer)
 
 tl::expected<std::string, FileError> read_file(const std::string& path, std::size_t max_size)
 {
+  struct stat info{};
+  return read_file(path, max_size, info);
+}
+
+tl::expected<std::string, FileError> read_file(const std::string& path, std::size_t max_size, struct stat& info)
+{
   auto fd = open_read(path);
   if (!fd) {
     return tl::unexpected(FileError{FileError::Kind::open, fd.error()});
   }
-  struct stat info{};
   if (::fstat(fd->get(), &info) != 0) {
     return tl::unexpected(FileError{FileError::Kind::stat, errno});
   }

@@ -7,6 +7,8 @@
 
 #include <tl/expected.hpp>
 
+#include <sys/stat.h>
+
 #include <cstddef>
 #include <span>
 #include <string>
@@ -32,6 +34,9 @@ struct FileError
 // The whole content of the regular file at `path`, at most `max_size` bytes.
 // Otherwise the step that failed, with its errno where there is one.
 tl::expected<std::string, FileError> read_file(const std::string& path, std::size_t max_size);
+// The same, and `info` holds the opened file's fstat() (owner, mode) once it
+// got that far.
+tl::expected<std::string, FileError> read_file(const std::string& path, std::size_t max_size, struct stat& info);
 
 // A one-line description of `error` for a message about a file ("cannot
 // open: Permission denied", "is larger than 1048576 bytes", ...).

@@ -100,22 +100,6 @@ std::vector<engine::ProfileSpec> profile_specs(const config::Config& config)
   return specs;
 }
 
-// "HTTP 400 BXNIM0398E request_id abc: message" (the parts that are set).
-std::string describe(const engine::UpstreamError& error)
-{
-  std::string text;
-  if (error.http_status != 0) {
-    text += fmt::format("HTTP {} ", error.http_status);
-  }
-  if (!error.code.empty()) {
-    text += error.code + " ";
-  }
-  if (!error.request_id.empty()) {
-    text += fmt::format("request_id {} ", error.request_id);
-  }
-  return text + (error.message.empty() ? std::string("failed") : error.message);
-}
-
 // Warnings about a token's own claims: an iat far from the local clock (the
 // local clock or the service's is off; callers see expires_at on the local
 // clock), and a JWT that expires before expires_in says.
@@ -190,7 +174,7 @@ public:
         log::debug("CR token obtained");
         check_token_claims("CR token", *result);
       } else {
-        log::warn("cannot get a CR token: {}", describe(result.error()));
+        log::warn("cannot get a CR token: {}", engine::describe(result.error()));
       }
       done(std::move(result));
       finished(slot);
@@ -213,7 +197,7 @@ public:
           log::debug("profile {}: token renewed, valid for {} s", name, lifetime.count());
         }
       } else {
-        log::warn("profile {}: token exchange failed: {}", name, describe(result.error()));
+        log::warn("profile {}: token exchange failed: {}", name, engine::describe(result.error()));
       }
       done(std::move(result));
       asio::post(m_io, m_on_exchange);
@@ -521,7 +505,7 @@ private:
     for (const auto& profile : status.profiles) {
       if (profile.state == engine::State::failed || profile.state == engine::State::pending) {
         log::warn("profile {}: no token yet ({}){}", profile.name, engine::to_string(profile.state),
-                  profile.last_error ? ": " + describe(*profile.last_error) : std::string());
+                  profile.last_error ? ": " + engine::describe(*profile.last_error) : std::string());
       }
     }
     log::info("{}", status_text());

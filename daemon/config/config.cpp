@@ -1,23 +1,21 @@
 #include "daemon/config/config.hpp"
 
 #include "proto/json.hpp"
+#include "util/file.hpp"
+#include "util/strings.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <map>
-#include <system_error>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 namespace iamtok::config {
 
@@ -59,25 +57,12 @@ std::string item(const std::string& path, std::size_t index)
   return out;
 }
 
-bool is_valid_name(std::string_view name)
-{
-  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.'
-           || c == '_' || c == '-';
-  });
-}
-
 std::string without_trailing_slashes(std::string_view url)
 {
   while (url.ends_with('/') && !url.ends_with("://")) {
     url.remove_suffix(1);
   }
   return std::string(url);
-}
-
-std::string errno_message(int error)
-{
-  return std::error_code(error, std::system_category()).message();
 }
 
 // Walks the document once, filling a Config and collecting every problem.
@@ -608,7 +593,7 @@ void Parser::profile(element value, const std::string& path, Profile& out, std::
     if (field.key == "name") {
       saw_name = true;
       if (const auto text = string(field.value, at)) {
-        if (is_valid_name(*text)) {
+        if (util::is_name(*text)) {
           out.name = std::string(*text);
         } else {
           add(at, fmt::format("must be 1 to 64 characters of A-Z a-z 0-9 . _ - (is {})", quote(*text)));
@@ -784,43 +769,13 @@ load_config(const std::string& path, const NameResolver& resolver, uid_t daemon_
   const auto fail = [&](std::string message) {
     return tl::unexpected(std::vector<Problem>{{path, std::move(message)}});
   };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    return fail(fmt::format("cannot open: {}", errno_message(errno)));
-  }
-  struct Closer
-  {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-
   struct stat info{};
-  if (::fstat(fd, &info) != 0) {
-    return fail(fmt::format("cannot stat: {}", errno_message(errno)));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    return fail("is not a regular file");
-  }
-  std::string text;
-  char buffer[16 * 1024];
-  while (true) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(fmt::format("cannot read: {}", errno_message(errno)));
-    }
-    if (n == 0) {
-      break;
-    }
-    text.append(buffer, static_cast<std::size_t>(n));
-    if (text.size() > k_max_file_size) {
-      return fail(fmt::format("is larger than {} bytes", k_max_file_size));
-    }
+  auto text = util::read_file(path, k_max_file_size, info);
+  if (!text) {
+    return fail(util::describe(text.error(), k_max_file_size));
   }
 
-  auto parsed = parse_config(text, resolver);
+  auto parsed = parse_config(*text, resolver);
   if (!parsed) {
     auto problems = std::move(parsed.error());
     for (auto& problem : problems) {

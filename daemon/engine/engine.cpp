@@ -10,6 +10,31 @@
 
 namespace iamtok::engine {
 
+std::string describe(const UpstreamError& error)
+{
+  std::string text;
+  if (error.http_status != 0) {
+    text += fmt::format("HTTP {} ", error.http_status);
+  }
+  if (!error.code.empty()) {
+    text += error.code + " ";
+  }
+  if (!error.request_id.empty()) {
+    text += fmt::format("request_id {} ", error.request_id);
+  }
+  if (!error.message.empty()) {
+    return text.empty() ? error.message : text + error.message;
+  }
+  switch (error.failure) {
+  case Failure::transport: return text + "upstream not reachable";
+  case Failure::timeout: return text + "upstream timed out";
+  case Failure::http: return text + "upstream HTTP error";
+  case Failure::malformed: return text + "upstream reply malformed";
+  case Failure::source: return text + "CR token source failed";
+  }
+  return text + "upstream failing";
+}
+
 using namespace std::chrono_literals;
 
 std::string_view to_string(State state)
@@ -252,24 +277,6 @@ struct Engine::Impl
     return unavailable(p, at,
                        fmt::format("no token valid long enough: {}; next attempt in {} s", why,
                                    after));
-  }
-
-  static std::string describe(const UpstreamError& e)
-  {
-    if (!e.code.empty()) {
-      return fmt::format("upstream answered {} {}", e.http_status, e.code);
-    }
-    if (e.http_status != 0) {
-      return fmt::format("upstream answered HTTP {}", e.http_status);
-    }
-    switch (e.failure) {
-    case Failure::transport: return "upstream not reachable";
-    case Failure::timeout: return "upstream timed out";
-    case Failure::http: return "upstream HTTP error";
-    case Failure::malformed: return "upstream reply malformed";
-    case Failure::source: return "CR token source failed";
-    }
-    return "upstream failing";
   }
 
   // --- timers --------------------------------------------------------------

@@ -94,6 +94,11 @@ struct UpstreamError
   bool cr_token_rejected = false;
 };
 
+// One line for logs, status and error replies: "HTTP 400 BXNIM0398E
+// request_id abc: message", the parts that are set; the kind of failure when
+// there is no message.
+std::string describe(const UpstreamError& error);
+
 struct IssuedToken
 {
   IssuedToken() = default;

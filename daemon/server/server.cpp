@@ -3,6 +3,8 @@
 #include "daemon/log/log.hpp"
 #include "daemon/server/peer.hpp"
 #include "proto/codec.hpp"
+#include "util/error.hpp"
+#include "util/fd.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -38,11 +40,6 @@ constexpr auto k_accept_pause = std::chrono::milliseconds(100);
 // A `busy` line gets this long to be written.
 constexpr auto k_busy_write_timeout = std::chrono::seconds(1);
 
-std::string errno_text(int error)
-{
-  return std::strerror(error);
-}
-
 // EMFILE, ENFILE, ENOBUFS, ENOMEM. Compares plain values (no virtual calls,
 // no allocation): it runs when the process is out of descriptors.
 bool is_resource_shortage(const std::error_code& ec)
@@ -58,23 +55,22 @@ bool is_resource_shortage(const std::error_code& ec)
 // answers, false if the connection is refused (a stale file), or a message.
 tl::expected<bool, std::string> probe_socket(const std::string& path)
 {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return tl::unexpected(fmt::format("socket: {}", errno_text(errno)));
+  const util::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return tl::unexpected(fmt::format("socket: {}", util::errno_text(errno)));
   }
   sockaddr_un address = {};
   address.sun_family = AF_UNIX;
   std::memcpy(address.sun_path, path.data(), std::min(path.size(), sizeof(address.sun_path) - 1));
-  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  const int rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address));
   const int error = errno;
-  ::close(fd);
   if (rc == 0) {
     return true;
   }
   if (error == ECONNREFUSED) {
     return false;
   }
-  return tl::unexpected(fmt::format("cannot probe existing socket {}: {}", path, errno_text(error)));
+  return tl::unexpected(fmt::format("cannot probe existing socket {}: {}", path, util::errno_text(error)));
 }
 
 } // namespace
@@ -257,7 +253,7 @@ asio::awaitable<void> Server::Impl::accept_loop()
     if (ec) {
       if (is_resource_shortage(ec)) {
         if (!paused) {
-          log::warn("accept: {}; pausing new connections", errno_text(ec.value()));
+          log::warn("accept: {}; pausing new connections", util::errno_text(ec.value()));
         }
         paused = true;
         pause_timer.expires_after(k_accept_pause);
@@ -536,7 +532,7 @@ void Server::Impl::remove_socket_file()
   if (::lstat(socket_path.c_str(), &st) == 0 && st.st_dev == socket_identity->first
       && st.st_ino == socket_identity->second) {
     if (::unlink(socket_path.c_str()) != 0) {
-      log::warn("cannot remove socket {}: {}", socket_path, errno_text(errno));
+      log::warn("cannot remove socket {}: {}", socket_path, util::errno_text(errno));
     }
   }
   socket_identity.reset();
@@ -598,10 +594,10 @@ tl::expected<void, std::string> Server::listen()
     }
     log::info("removing stale socket {}", path);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return tl::unexpected(fmt::format("cannot remove stale socket {}: {}", path, errno_text(errno)));
+      return tl::unexpected(fmt::format("cannot remove stale socket {}: {}", path, util::errno_text(errno)));
     }
   } else if (errno != ENOENT) {
-    return tl::unexpected(fmt::format("cannot check {}: {}", path, errno_text(errno)));
+    return tl::unexpected(fmt::format("cannot check {}: {}", path, util::errno_text(errno)));
   }
 
   std::error_code ec;
@@ -609,37 +605,47 @@ tl::expected<void, std::string> Server::listen()
   if (ec) {
     return tl::unexpected(fmt::format("cannot create socket: {}", ec.message()));
   }
-  // Created with mode 0000 (a process-wide umask for the bind call only),
-  // then given its group and finally its mode: never wider than configured.
+  // Bound under a temporary name next to `path`, created with mode 0000 (a
+  // process-wide umask for the bind call only), given its group and mode,
+  // listening, and only then renamed to `path`: a client never finds a
+  // socket there that refuses it or has the wrong mode. (A path too long
+  // for the temporary name is bound in place.)
+  std::string bound = path + ".new";
+  if (bound.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    bound = path;
+  }
+  ::unlink(bound.c_str()); // a leftover of a daemon killed at this point
   const mode_t old_umask = ::umask(0777);
-  impl.acceptor.bind(Protocol::endpoint(path), ec);
+  impl.acceptor.bind(Protocol::endpoint(bound), ec);
   ::umask(old_umask);
   if (ec) {
     impl.acceptor.close(ec);
-    return tl::unexpected(fmt::format("cannot bind {}: {}", path, ec.message()));
+    return tl::unexpected(fmt::format("cannot bind {}: {}", bound, ec.message()));
   }
   auto fail = [&](std::string message) -> tl::expected<void, std::string> {
     std::error_code ignored;
     impl.acceptor.close(ignored);
-    ::unlink(path.c_str());
+    ::unlink(bound.c_str());
     return tl::unexpected(std::move(message));
   };
-  if (socket.group && ::chown(path.c_str(), static_cast<uid_t>(-1), socket.group->id) != 0) {
-    return fail(fmt::format("cannot give {} group {}: {}", path, socket.group->name, errno_text(errno)));
+  if (socket.group && ::chown(bound.c_str(), static_cast<uid_t>(-1), socket.group->id) != 0) {
+    return fail(fmt::format("cannot give {} group {}: {}", bound, socket.group->name, util::errno_text(errno)));
   }
-  if (::chmod(path.c_str(), socket.mode) != 0) {
-    return fail(fmt::format("cannot set mode {:o} on {}: {}", socket.mode, path, errno_text(errno)));
+  if (::chmod(bound.c_str(), socket.mode) != 0) {
+    return fail(fmt::format("cannot set mode {:o} on {}: {}", socket.mode, bound, util::errno_text(errno)));
   }
-  if (::lstat(path.c_str(), &st) != 0) {
-    return fail(fmt::format("cannot stat {}: {}", path, errno_text(errno)));
+  if (::lstat(bound.c_str(), &st) != 0) {
+    return fail(fmt::format("cannot stat {}: {}", bound, util::errno_text(errno)));
+  }
+  impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return fail(fmt::format("cannot listen on {}: {}", bound, ec.message()));
+  }
+  if (bound != path && ::rename(bound.c_str(), path.c_str()) != 0) {
+    return fail(fmt::format("cannot move {} to {}: {}", bound, path, util::errno_text(errno)));
   }
   impl.socket_path = path;
   impl.socket_identity = std::make_pair(st.st_dev, st.st_ino);
-  impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    impl.socket_identity.reset();
-    return fail(fmt::format("cannot listen on {}: {}", path, ec.message()));
-  }
   return {};
 }
 

@@ -1,19 +1,18 @@
 #include "daemon/upstream/file_source.hpp"
 
 #include "daemon/upstream/replies.hpp"
+#include "util/error.hpp"
+#include "util/file.hpp"
+#include "util/strings.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <array>
 #include <optional>
-#include <cerrno>
-#include <system_error>
 #include <vector>
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 namespace iamtok::upstream {
 
@@ -33,16 +32,6 @@ engine::UpstreamError source_error(std::string message)
   return error;
 }
 
-std::string errno_text(int error)
-{
-  return std::error_code(error, std::generic_category()).message();
-}
-
-bool is_trailing_space(char c) noexcept
-{
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
 } // namespace
 
 std::span<const std::string_view> default_cr_token_paths() noexcept
@@ -55,42 +44,23 @@ namespace {
 // The token in `path`, or a message saying why it cannot be used.
 tl::expected<Secret, std::string> read_one(const std::string& path)
 {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    return tl::unexpected(fmt::format("cannot open CR token file {}: {}", path, errno_text(errno)));
+  auto file = util::open_read(path);
+  if (!file) {
+    return tl::unexpected(fmt::format("cannot open CR token file {}: {}", path, util::errno_text(file.error())));
   }
   // One buffer, never reallocated, wiped on every path out.
   std::string content(k_max_reply_size + 1, '\0');
-  std::size_t size = 0;
-  int read_error = 0;
-  while (size < content.size()) {
-    const ssize_t n = ::read(fd, content.data() + size, content.size() - size);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      read_error = errno;
-      break;
-    }
-    if (n == 0) {
-      break;
-    }
-    size += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
+  const auto read = util::read_up_to(file->get(), content);
+  const std::size_t size_read = read ? *read : 0;
+  const std::size_t size = util::trim_right(std::string_view(content.data(), size_read)).size();
 
   std::optional<std::string> problem;
-  if (read_error != 0) {
-    problem = fmt::format("cannot read CR token file {}: {}", path, errno_text(read_error));
-  } else if (size > k_max_reply_size) {
+  if (!read) {
+    problem = fmt::format("cannot read CR token file {}: {}", path, util::errno_text(read.error()));
+  } else if (size_read > k_max_reply_size) {
     problem = fmt::format("CR token file {} is larger than 64 KiB", path);
-  } else {
-    while (size > 0 && is_trailing_space(content[size - 1])) {
-      --size;
-    }
-    if (size == 0) {
-      problem = fmt::format("CR token file {} is empty", path);
-    }
+  } else if (size == 0) {
+    problem = fmt::format("CR token file {} is empty", path);
   }
   if (problem) {
     wipe_string(content);

@@ -2,6 +2,7 @@
 
 #include "daemon/upstream/replies.hpp"
 #include "proto/secret.hpp"
+#include "util/strings.hpp"
 #include "version.hpp"
 
 #include <asio/executor_work_guard.hpp>
@@ -12,7 +13,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -66,41 +66,14 @@ void append_wiping(std::string& out, std::string_view data)
   out.append(data);
 }
 
-bool starts_with_nocase(std::string_view text, std::string_view prefix)
-{
-  if (text.size() < prefix.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    const auto a = static_cast<unsigned char>(text[i]);
-    const auto b = static_cast<unsigned char>(prefix[i]);
-    if (std::tolower(a) != std::tolower(b)) {
-      return false;
-    }
-  }
-  return true;
-}
-
-std::string_view trim_header_value(std::string_view value)
-{
-  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!value.empty() && is_space(value.front())) {
-    value.remove_prefix(1);
-  }
-  while (!value.empty() && is_space(value.back())) {
-    value.remove_suffix(1);
-  }
-  return value;
-}
-
 // The value of header `name` (lower case, with the colon) in `line`, trimmed
 // and bounded; nullopt if the line is another header.
 std::optional<std::string_view> header_value(std::string_view line, std::string_view name)
 {
-  if (!starts_with_nocase(line, name)) {
+  if (!util::istarts_with(line, name)) {
     return std::nullopt;
   }
-  return trim_header_value(line.substr(name.size())).substr(0, k_max_header_value);
+  return util::trim(line.substr(name.size())).substr(0, k_max_header_value);
 }
 
 // One socket curl asked us to watch.
@@ -425,8 +398,8 @@ struct HttpClient::Impl
       if (response.request_id.empty()) {
         response.request_id = *transaction;
       }
-    } else if (starts_with_nocase(line, "location:")) {
-      response.location = trim_header_value(line.substr(9)).substr(0, k_max_location);
+    } else if (util::istarts_with(line, "location:")) {
+      response.location = util::trim(line.substr(9)).substr(0, k_max_location);
     }
     return length;
   }

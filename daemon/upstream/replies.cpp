@@ -2,6 +2,8 @@
 
 #include "proto/json.hpp"
 #include "proto/secret.hpp"
+#include "util/base64.hpp"
+#include "util/strings.hpp"
 
 #include <fmt/format.h>
 
@@ -55,17 +57,6 @@ bool is_digit(char c) noexcept
 bool is_alpha(char c) noexcept
 {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-std::string_view trim(std::string_view text) noexcept
-{
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-    text.remove_suffix(1);
-  }
-  return text;
 }
 
 // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -163,56 +154,6 @@ private:
   std::size_t m_pos = 0;
 };
 
-// The value of one base64url character, or -1.
-int base64url_value(char c) noexcept
-{
-  if (c >= 'A' && c <= 'Z') {
-    return c - 'A';
-  }
-  if (c >= 'a' && c <= 'z') {
-    return c - 'a' + 26;
-  }
-  if (c >= '0' && c <= '9') {
-    return c - '0' + 52;
-  }
-  if (c == '-') {
-    return 62;
-  }
-  if (c == '_') {
-    return 63;
-  }
-  return -1;
-}
-
-// Decodes unpadded base64url into `out` (reserved up front, so no copy is
-// left behind by a reallocation); false on a character outside the alphabet
-// or an impossible length.
-bool decode_base64url(std::string_view text, std::string& out)
-{
-  while (!text.empty() && text.back() == '=') {
-    text.remove_suffix(1);
-  }
-  if (text.size() % 4 == 1) {
-    return false;
-  }
-  out.reserve(text.size() * 3 / 4 + 3);
-  std::uint32_t buffer = 0;
-  int bits = 0;
-  for (const char c : text) {
-    const int value = base64url_value(c);
-    if (value < 0) {
-      return false;
-    }
-    buffer = (buffer << 6) | static_cast<std::uint32_t>(value);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xFF));
-    }
-  }
-  return true;
-}
-
 // An integer claim (a JSON number without a fraction) of a JWT payload.
 std::optional<std::int64_t> integer_claim(simdjson::dom::element payload, std::string_view key)
 {
@@ -245,7 +186,12 @@ std::optional<JwtTimes> jwt_times(std::string_view token)
     return std::nullopt;
   }
   std::string payload;
-  if (!decode_base64url(token.substr(first + 1, second - first - 1), payload)) {
+  // A padded payload is tolerated: the padding carries no bits.
+  std::string_view encoded = token.substr(first + 1, second - first - 1);
+  while (encoded.ends_with('=')) {
+    encoded.remove_suffix(1);
+  }
+  if (!util::base64url_decode(encoded, payload)) {
     wipe_string(payload);
     return std::nullopt;
   }
@@ -438,7 +384,7 @@ UpstreamError parse_error_reply(Call call, int status, std::string_view body,
 
 std::optional<std::int64_t> parse_http_date(std::string_view value)
 {
-  DateReader in(trim(value));
+  DateReader in(util::trim(value));
   unsigned day = 0;
   unsigned month = 0;
   unsigned year = 0;
@@ -464,7 +410,7 @@ std::optional<std::int64_t> parse_http_date(std::string_view value)
     year += year < 70 ? 2000 : 1900;
   } else {
     // asctime: "Sun Nov  6 08:49:37 1994"
-    in = DateReader(trim(value));
+    in = DateReader(util::trim(value));
     if (!(in.day_name(false) && in.literal(" ") && in.month_name(month) && in.literal(" "))) {
       return std::nullopt;
     }
@@ -490,7 +436,7 @@ std::optional<std::int64_t> parse_http_date(std::string_view value)
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
                                                       std::int64_t unix_now)
 {
-  value = trim(value);
+  value = util::trim(value);
   if (value.empty()) {
     return std::nullopt;
   }

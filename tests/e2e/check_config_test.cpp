@@ -1,6 +1,7 @@
 // Runs the real iamtokend binary: --check-config on valid and invalid files,
 // usage errors, --version and --help.
 
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -26,7 +27,10 @@ extern char** environ;
 
 namespace {
 
+using iamtok::test::CStrings;
 using iamtok::test::TempDir;
+using iamtok::test::command_line;
+using iamtok::test::environment_without;
 
 
 struct Result
@@ -47,28 +51,12 @@ std::string slurp(const std::string& path)
 Result run(const TempDir& dir, const std::vector<std::string>& args,
            const std::map<std::string, std::string>& env = {})
 {
-  std::vector<std::string> environment;
-  for (char** e = environ; *e; ++e) {
-    const std::string_view entry(*e);
-    if (!entry.starts_with("IAMTOKEND_CONFIG=") && !entry.starts_with("JOURNAL_STREAM=")) {
-      environment.emplace_back(entry);
-    }
-  }
+  std::vector<std::string> extra;
   for (const auto& [name, value] : env) {
-    environment.push_back(name + "=" + value);
+    extra.push_back(name + "=" + value);
   }
-  std::vector<std::string> argv{IAMTOKEND_BINARY};
-  argv.insert(argv.end(), args.begin(), args.end());
-  const auto pointers = [](std::vector<std::string>& strings) {
-    std::vector<char*> out;
-    for (auto& s : strings) {
-      out.push_back(s.data());
-    }
-    out.push_back(nullptr);
-    return out;
-  };
-  auto argv_pointers = pointers(argv);
-  auto env_pointers = pointers(environment);
+  CStrings env_pointers(environment_without({"IAMTOKEND_CONFIG", "JOURNAL_STREAM"}, extra));
+  CStrings argv_pointers(command_line(IAMTOKEND_BINARY, args));
 
   const auto out_path = dir.file("stdout");
   const auto err_path = dir.file("stderr");
@@ -77,7 +65,7 @@ Result run(const TempDir& dir, const std::vector<std::string>& args,
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, argv_pointers.data(), env_pointers.data());
+  const int spawned = posix_spawn(&pid, argv_pointers.front().c_str(), &actions, nullptr, argv_pointers.data(), env_pointers.data());
   posix_spawn_file_actions_destroy(&actions);
   REQUIRE(spawned == 0);
 

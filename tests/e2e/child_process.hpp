@@ -7,6 +7,7 @@
 // the program under test has open is its own.
 
 #include "tests/e2e/sim_process.hpp"
+#include "tests/support/process.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -40,28 +41,9 @@ public:
     {
       std::ofstream(in_path, std::ios::binary) << options.stdin_text;
     }
-    std::vector<std::string> argv_strings{options.binary};
-    argv_strings.insert(argv_strings.end(), options.args.begin(), options.args.end());
-    std::vector<char*> argv;
-    for (auto& s : argv_strings) {
-      argv.push_back(s.data());
-    }
-    argv.push_back(nullptr);
+    CStrings argv(command_line(options.binary, options.args));
     // The test's environment without the variables the programs read, then `env`.
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string_view entry(*e);
-      if (entry.starts_with("IAMTOKEN_SOCKET=") || entry.starts_with("IAMTOKEN_REGISTRY_PROFILE=")) {
-        continue;
-      }
-      env_strings.emplace_back(entry);
-    }
-    env_strings.insert(env_strings.end(), options.env.begin(), options.env.end());
-    std::vector<char*> envp;
-    for (auto& s : env_strings) {
-      envp.push_back(s.data());
-    }
-    envp.push_back(nullptr);
+    CStrings envp(environment_without({"IAMTOKEN_SOCKET", "IAMTOKEN_REGISTRY_PROFILE"}, options.env));
     const auto out_path = out_file();
     const auto err_path = err_file();
 
@@ -86,7 +68,7 @@ public:
       for (const int signal_number : {SIGPIPE, SIGTERM, SIGINT, SIGHUP}) {
         ::signal(signal_number, SIG_DFL);
       }
-      ::execve(argv[0], argv.data(), envp.data());
+      ::execve(argv.data()[0], argv.data(), envp.data());
       ::_exit(124);
     }
   }

@@ -9,6 +9,7 @@
 #include "proto/codec.hpp"
 #include "tests/e2e/sim_process.hpp"
 #include "tests/support/other_user.hpp"
+#include "tests/support/process.hpp"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -63,20 +64,6 @@ struct DaemonConfig
   // each bounded by refresh.timeout_s, plus k_react_limit.
   std::chrono::milliseconds attempt_limit() const { return 2 * std::chrono::seconds(timeout_s) + k_react_limit; }
 };
-
-// Polls `done` every 20 ms until it returns true or `timeout` passes.
-template<typename Predicate>
-bool eventually(Predicate done, std::chrono::milliseconds timeout)
-{
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 struct ClientResult
 {
@@ -184,26 +171,8 @@ inline ClientResult run_program(const std::string& binary, const std::vector<std
   TempDir dir;
   const auto out_path = (dir / "out").string();
   const auto err_path = (dir / "err").string();
-  std::vector<std::string> argv_strings{binary};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& s : argv_strings) {
-    argv.push_back(s.data());
-  }
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::string_view(*e).starts_with("IAMTOKEN_SOCKET=")) {
-      continue;
-    }
-    env_strings.emplace_back(*e);
-  }
-  env_strings.insert(env_strings.end(), env.begin(), env.end());
-  std::vector<char*> envp;
-  for (auto& s : env_strings) {
-    envp.push_back(s.data());
-  }
-  envp.push_back(nullptr);
+  CStrings argv(command_line(binary, args));
+  CStrings envp(environment_without({"IAMTOKEN_SOCKET"}, env));
 
   const pid_t pid = ::fork();
   if (pid < 0) {

@@ -589,6 +589,37 @@ TEST_CASE("a stop at once after the socket appears or READY=1 is a clean stop, e
   }
 }
 
+TEST_CASE("the socket path appears only once it accepts connections with its final mode", "[daemon][socket]")
+{
+  // A client (or a test) that connects the moment the path exists must be
+  // accepted: the daemon binds under a temporary name, sets group and mode,
+  // listens, and only then renames the socket into place.
+  DaemonFixture fixture;
+  fixture.write_config({});
+  constexpr int k_rounds = 20;
+  for (int round = 0; round < k_rounds; ++round) {
+    INFO("round " << round);
+    Process daemon(fixture.daemon_options());
+    const auto deadline = std::chrono::steady_clock::now() + k_start_limit;
+    while (!std::filesystem::exists(fixture.socket_path()) && daemon.running()
+           && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    struct stat info{};
+    REQUIRE(::lstat(fixture.socket_path().c_str(), &info) == 0);
+    CHECK((info.st_mode & 07777) == 0600); // DaemonConfig::socket_mode
+    const int fd = connect_unix(fixture.socket_path());
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    daemon.signal(SIGTERM);
+    const auto code = daemon.wait(k_stop_limit);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+  }
+}
+
 TEST_CASE("a SIGTERM that arrives while iamtokend sends READY=1 is a clean stop", "[daemon][signals]")
 {
   // The race made certain: the notify socket's queue is full, so iamtokend

@@ -6,6 +6,7 @@
 // starts iamtoken-sim on an ephemeral port and waits until it listens.
 // Header-only; every wait is bounded.
 
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <fcntl.h>
@@ -79,43 +80,14 @@ public:
       m_stdout(m_dir / "stdout"),
       m_stderr(m_dir / "stderr")
   {
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string_view entry(*e);
-      const auto name = entry.substr(0, entry.find('='));
-      const auto overridden = [&](std::string_view n) {
-        for (const auto& [k, v] : m_options.env) {
-          if (k == n) {
-            return true;
-          }
-        }
-        for (const auto& k : m_options.unset_env) {
-          if (k == n) {
-            return true;
-          }
-        }
-        return false;
-      };
-      if (!overridden(name)) {
-        env_strings.emplace_back(entry);
-      }
-    }
+    std::vector<std::string_view> replaced(m_options.unset_env.begin(), m_options.unset_env.end());
+    std::vector<std::string> added;
     for (const auto& [k, v] : m_options.env) {
-      env_strings.push_back(k + "=" + v);
+      replaced.push_back(k);
+      added.push_back(k + "=" + v);
     }
-    std::vector<char*> envp;
-    for (auto& s : env_strings) {
-      envp.push_back(s.data());
-    }
-    envp.push_back(nullptr);
-
-    std::vector<std::string> argv_strings{m_options.binary};
-    argv_strings.insert(argv_strings.end(), m_options.args.begin(), m_options.args.end());
-    std::vector<char*> argv;
-    for (auto& s : argv_strings) {
-      argv.push_back(s.data());
-    }
-    argv.push_back(nullptr);
+    CStrings envp(environment_without(replaced, added));
+    CStrings argv(command_line(m_options.binary, m_options.args));
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -230,14 +202,7 @@ private:
   template<typename Predicate>
   static bool wait_until(Predicate done, std::chrono::milliseconds timeout)
   {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() >= deadline) {
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return true;
+    return eventually(done, timeout, std::chrono::milliseconds(5));
   }
 
   ProcessOptions m_options;
