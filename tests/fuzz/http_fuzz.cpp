@@ -19,6 +19,9 @@
 #include <vector>
 
 using namespace iamtok;
+using engine::Duration;
+using engine::TimePoint;
+using engine::TimerId;
 
 namespace {
 
