@@ -103,7 +103,7 @@ foreach(page iamtoken-get.1 docker-credential-iamtoken.1 iamtokend.json.5 iamtok
 endforeach()
 
 # --- documentation and examples
-foreach(doc docs/operations.md docs/protocol.md docs/upstream.md docs/security.md README.md)
+foreach(doc docs/operations.md docs/protocol.md docs/http.md docs/upstream.md docs/security.md README.md)
   install(FILES "${PROJECT_SOURCE_DIR}/${doc}" DESTINATION "${iamtok_docdir}"
           COMPONENT ${iamtok_component})
 endforeach()

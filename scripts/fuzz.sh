@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-readonly targets=(request_fuzz reply_fuzz json_fuzz config_fuzz upstream_parse_fuzz sim_http_fuzz)
+readonly targets=(request_fuzz reply_fuzz json_fuzz config_fuzz upstream_parse_fuzz sim_http_fuzz http_fuzz)
 readonly build=build/fuzz
 readonly smoke_seconds=${IAMTOK_FUZZ_SMOKE_SECONDS:-20}
 symbolizer=$(command -v llvm-symbolizer-16 || command -v llvm-symbolizer || true)
