@@ -1,5 +1,6 @@
 #include "sim/server.hpp"
 
+#include "http/session.hpp"
 #include "proto/json.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -32,8 +33,6 @@ constexpr auto k_hang_cap = 5min;
 // How long a closing connection keeps reading what the client still sends.
 constexpr auto k_linger = 2s;
 
-constexpr std::string_view k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
-
 bool is_loopback(const tcp::endpoint& endpoint)
 {
   const auto address = endpoint.address();
@@ -41,31 +40,6 @@ bool is_loopback(const tcp::endpoint& endpoint)
     return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).is_loopback();
   }
   return address.is_loopback();
-}
-
-// Waits until the peer closes (or the connection fails), discarding input.
-asio::awaitable<void> wait_for_close(tcp::socket& socket)
-{
-  std::array<char, 4096> sink{};
-  for (;;) {
-    const auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink), use_nothrow);
-    if (ec) {
-      co_return;
-    }
-  }
-}
-
-// A graceful close after the last reply: stop sending, then discard what the
-// client still sends (a body we refused) until it closes or `linger` passes,
-// so closing with unread input does not reset the reply away.
-asio::awaitable<void> lingering_close(tcp::socket& socket, std::chrono::milliseconds linger)
-{
-  using namespace asio::experimental::awaitable_operators;
-  asio::error_code ec;
-  socket.shutdown(tcp::socket::shutdown_send, ec);
-  asio::steady_timer timer(co_await asio::this_coro::executor, linger);
-  co_await (wait_for_close(socket) || timer.async_wait(use_nothrow));
-  socket.close(ec);
 }
 
 asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d)
@@ -168,64 +142,40 @@ asio::awaitable<void> Server::session(tcp::socket socket)
   const bool loopback = !ec && is_loopback(peer);
   socket.set_option(tcp::no_delay(true), ec);
 
-  RequestReader reader;
-  std::array<char, 16 * 1024> buffer{};
-  for (;;) {
-    const auto [read_error, n] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
-    if (read_error) {
-      co_return;
+  http::SessionOptions options;
+  options.linger = k_linger;
+  auto handler = [this, &socket, loopback](Request& request) -> asio::awaitable<http::Answer> {
+    request.from_loopback = loopback;
+    Action action = m_simulator.handle(request);
+    if (action.kind == Action::Kind::hang) {
+      log_request(request, "hang");
+      asio::steady_timer cap(co_await asio::this_coro::executor, k_hang_cap);
+      co_await (http::wait_for_close(socket) || cap.async_wait(use_nothrow));
+      co_return http::Answer{};
     }
-    for (auto& event : reader.feed({buffer.data(), n})) {
-      if (event.kind == ReaderEvent::Kind::expect_continue) {
-        const auto [write_error, written] = co_await asio::async_write(socket, asio::buffer(k_continue), use_nothrow);
-        if (write_error) {
-          co_return;
-        }
-        continue;
-      }
-      if (event.kind == ReaderEvent::Kind::error) {
-        Response response;
-        response.status = event.status;
-        response.body = "{\"error\":" + json::quoted(event.message) + "}";
-        const auto out = serialize(response, false);
-        co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
-        if (!m_quiet) {
-          fmt::print(stderr, "iamtoken-sim: bad request: {} ({})\n", event.message, event.status);
-        }
-        co_await lingering_close(socket, k_linger);
-        co_return;
-      }
-
-      Request& request = event.request;
-      request.from_loopback = loopback;
-      Action action = m_simulator.handle(request);
-      if (action.kind == Action::Kind::hang) {
-        log_request(request, "hang");
-        asio::steady_timer cap(co_await asio::this_coro::executor, k_hang_cap);
-        co_await (wait_for_close(socket) || cap.async_wait(use_nothrow));
-        co_return;
-      }
-      if (action.delay > 0ms) {
-        co_await sleep_for(action.delay);
-      }
-      if (action.kind == Action::Kind::reset) {
-        log_request(request, "reset");
-        socket.set_option(asio::socket_base::linger(true, 0), ec);
-        socket.close(ec);
-        co_return;
-      }
-      log_request(request, std::to_string(action.response.status));
-      const auto out = serialize(action.response, request.keep_alive);
-      const auto [write_error, written] = co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
-      if (write_error) {
-        co_return;
-      }
-      if (!request.keep_alive) {
-        co_await lingering_close(socket, k_linger);
-        co_return;
-      }
+    if (action.delay > 0ms) {
+      co_await sleep_for(action.delay);
     }
-  }
+    if (action.kind == Action::Kind::reset) {
+      log_request(request, "reset");
+      asio::error_code ignored;
+      socket.set_option(asio::socket_base::linger(true, 0), ignored);
+      socket.close(ignored);
+      co_return http::Answer{};
+    }
+    log_request(request, std::to_string(action.response.status));
+    co_return http::Answer{std::move(action.response), false};
+  };
+  auto on_error = [this](const http::ReaderEvent& event) {
+    if (!m_quiet) {
+      fmt::print(stderr, "iamtoken-sim: bad request: {} ({})\n", event.message, event.status);
+    }
+    Response response;
+    response.status = event.status;
+    response.body = "{\"error\":" + json::quoted(event.message) + "}";
+    return response;
+  };
+  co_await http::serve(socket, options, handler, on_error);
 }
 
 int run(const Options& options)

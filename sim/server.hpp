@@ -1,6 +1,6 @@
 #pragma once
 
-// iamtoken-sim's transport: HTTP/1.1 over Asio C++20 coroutines, one
+// iamtoken-sim's transport: the shared HTTP/1.1 session (http/session.hpp), one
 // coroutine per connection (keep-alive and pipelining in order), all on one
 // io_context thread. Each request's Action is carried out on its own
 // connection, so a delayed or hanging request holds up no other connection.

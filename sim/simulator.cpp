@@ -1,7 +1,7 @@
 #include "sim/simulator.hpp"
 
 #include "proto/json.hpp"
-#include "sim/form.hpp"
+#include "http/form.hpp"
 #include "sim/jwt.hpp"
 #include "util/strings.hpp"
 
@@ -12,6 +12,10 @@
 #include <ctime>
 
 namespace iamtok::sim {
+
+using http::count_field;
+using http::find_field;
+using http::parse_form;
 
 namespace {
 

@@ -7,7 +7,7 @@
 // carries out the returned Action: wait, then answer, hang or reset.
 
 #include "proto/secret.hpp"
-#include "sim/http.hpp"
+#include "http/message.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -19,6 +19,14 @@
 #include <vector>
 
 namespace iamtok::sim {
+
+// The shared HTTP framing's messages (http/message.hpp).
+using http::Header;
+using http::media_type;
+using http::reason_phrase;
+using http::Request;
+using http::Response;
+
 
 // A trusted profile linked to the emulated instance (and eligible for its CR
 // tokens at IAM). An empty name cannot be selected by name.

@@ -128,6 +128,7 @@ private:
   std::optional<std::string> absolute_path(element value, const std::string& path);
 
   void socket(element value, const std::string& path);
+  void http(element value, const std::string& path);
   void socket_mode(element value, const std::string& path);
   void source(element value, const std::string& path);
   void imds(element value, const std::string& path);
@@ -265,6 +266,8 @@ void Parser::root(element value)
     const std::string path = child("", field.key);
     if (field.key == "socket") {
       socket(field.value, path);
+    } else if (field.key == "http") {
+      http(field.value, path);
     } else if (field.key == "source") {
       source(field.value, path);
     } else if (field.key == "exchange") {
@@ -354,6 +357,59 @@ void Parser::socket(element value, const std::string& path)
       unknown_key(at, field.key);
     }
   }
+}
+
+// The "http" section, self-contained: listen (required, loopback literals
+// with a port, no duplicates) and max_connections (1-65536, default 256).
+void Parser::http(element value, const std::string& path)
+{
+  const auto fields = object(value, path);
+  if (!fields) {
+    return;
+  }
+  HttpConfig out;
+  bool saw_listen = false;
+  for (const auto field : *fields) {
+    const std::string at = child(path, field.key);
+    if (field.key == "listen") {
+      saw_listen = true;
+      const auto entries = array(field.value, at);
+      if (!entries) {
+        continue;
+      }
+      if (entries->size() == 0) {
+        add(at, "must list at least one address");
+      }
+      std::size_t index = 0;
+      for (const auto entry : *entries) {
+        const std::string entry_at = item(at, index++);
+        const auto text = string(entry, entry_at);
+        if (!text) {
+          continue;
+        }
+        const auto listen = parse_http_listen(*text);
+        if (!listen) {
+          add(entry_at, fmt::format("must be a loopback address and a port, 127.0.0.1:8911 or [::1]:8911 "
+                                    "(is {}): the endpoint must never be reachable from another host",
+                                    quote(*text)));
+        } else if (std::find(out.listen.begin(), out.listen.end(), *listen) != out.listen.end()) {
+          add(entry_at, fmt::format("duplicate address {}", quote(*text)));
+        } else {
+          out.listen.push_back(*listen);
+        }
+      }
+    } else if (field.key == "max_connections") {
+      if (const auto n = integer(field.value, at, 1, 65536)) {
+        out.max_connections = static_cast<std::uint32_t>(*n);
+      }
+    } else {
+      unknown_key(at, field.key);
+    }
+  }
+  if (!saw_listen) {
+    add(child(path, "listen"), "is required (the loopback addresses to listen on)");
+  }
+  config.http = std::move(out);
 }
 
 void Parser::socket_mode(element value, const std::string& path)
@@ -957,6 +1013,44 @@ std::optional<Url> parse_url(std::string_view text)
     url.port = static_cast<std::uint16_t>(value);
   }
   return url;
+}
+
+std::string to_string(const HttpListen& listen)
+{
+  return listen.address.find(':') != std::string::npos ? fmt::format("[{}]:{}", listen.address, listen.port)
+                                                         : fmt::format("{}:{}", listen.address, listen.port);
+}
+
+std::optional<HttpListen> parse_http_listen(std::string_view text)
+{
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port_text = text.substr(colon + 1);
+  if (port_text.empty() || port_text.size() > 5
+      || !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  const int port = std::stoi(std::string(port_text));
+  if (port > 65535) {
+    return std::nullopt;
+  }
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  const std::string address(bracketed ? host.substr(1, host.size() - 2) : host);
+  if (bracketed) {
+    in6_addr v6{};
+    if (::inet_pton(AF_INET6, address.c_str(), &v6) != 1 || !IN6_IS_ADDR_LOOPBACK(&v6)) {
+      return std::nullopt;
+    }
+    return HttpListen{"::1", static_cast<std::uint16_t>(port)};
+  }
+  in_addr v4{};
+  if (::inet_pton(AF_INET, address.c_str(), &v4) != 1 || (ntohl(v4.s_addr) >> 24) != 127) {
+    return std::nullopt;
+  }
+  return HttpListen{address, static_cast<std::uint16_t>(port)};
 }
 
 bool is_loopback_host(std::string_view host)

@@ -135,9 +135,35 @@ struct RefreshConfig
   friend bool operator==(const RefreshConfig&, const RefreshConfig&) = default;
 };
 
+// One address of the HTTP endpoint: a loopback literal and a port.
+struct HttpListen
+{
+  std::string address; // "127.0.0.1", "::1" (no brackets)
+  std::uint16_t port = 0; // 0: an ephemeral port, chosen at bind and logged
+  friend bool operator==(const HttpListen&, const HttpListen&) = default;
+};
+
+// "127.0.0.1:8911", "[::1]:8911".
+std::string to_string(const HttpListen& listen);
+
+// The loopback HTTP endpoint for IBM SDKs (docs/http.md); off when the
+// config has no "http" section.
+struct HttpConfig
+{
+  std::vector<HttpListen> listen; // at least one
+  std::uint32_t max_connections = 256;
+  friend bool operator==(const HttpConfig&, const HttpConfig&) = default;
+};
+
+// Parses one "listen" entry: "IPv4:PORT" with an address in 127.0.0.0/8, or
+// "[::1]:PORT"; nullopt for anything else (names, other addresses, a missing
+// or bad port).
+std::optional<HttpListen> parse_http_listen(std::string_view text);
+
 struct Config
 {
   SocketConfig socket;
+  std::optional<HttpConfig> http; // nullopt: nothing listens on TCP
   SourceConfig source;
   // Default: imds with an imds source, iam with a file source.
   Exchange exchange = Exchange::imds;

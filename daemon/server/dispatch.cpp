@@ -155,7 +155,7 @@ std::optional<proto::ErrorInfo> Dispatcher::check(std::string_view profile, cons
   if (found == nullptr) {
     return proto::ErrorInfo{proto::ErrorCode::unknown_profile, "no such profile", {}, {}};
   }
-  if (!may_use(*found, caller, m_daemon_uid)) {
+  if (!may_use(*found, caller)) {
     return proto::ErrorInfo{proto::ErrorCode::forbidden, "caller may not use this profile", {}, {}};
   }
   return std::nullopt;
@@ -194,17 +194,35 @@ void Dispatcher::handle(const proto::Request& request, const Caller& caller, Rep
   case proto::Op::token:
     break;
   }
-  if (auto denied = authorize(request.profile, caller)) {
-    done(error_reply(request.id, *denied));
+  grant(request.profile, caller, min_valid(request),
+        [id = request.id, profile = request.profile, done = std::move(done)](
+          tl::expected<engine::Grant, proto::ErrorInfo> result) {
+          if (!result) {
+            done(error_reply(id, result.error()));
+            return;
+          }
+          done(Reply(proto::format_token_reply(id, profile, result->access_token, result->expires_at,
+                                               result->expires_in),
+                     false));
+        });
+}
+
+void Dispatcher::grant(std::string_view profile, const Caller& caller, std::optional<std::chrono::seconds> min_valid,
+                       GrantCallback done)
+{
+  if (auto denied = authorize(profile, caller)) {
+    done(tl::unexpected(std::move(*denied)));
     return;
   }
-  m_engine.get_token(request.profile, min_valid(request),
-                     [id = request.id, profile = request.profile, audit = m_audit, via = m_via,
-                      who = audited(caller), done = std::move(done)](engine::TokenResult result) {
-                       if (result) {
-                         audit->granted(who, via, profile, result->generation, result->expires_at);
+  m_engine.get_token(profile, min_valid,
+                     [profile = std::string(profile), audit = m_audit, via = m_via, who = audited(caller),
+                      done = std::move(done)](engine::TokenResult result) {
+                       if (!result) {
+                         done(tl::unexpected(to_error_info(result.error())));
+                         return;
                        }
-                       done(token_reply(id, profile, result, false));
+                       audit->granted(who, via, profile, result->generation, result->expires_at);
+                       done(std::move(*result));
                      });
 }
 
@@ -270,7 +288,7 @@ std::string Dispatcher::status_line(const proto::RequestId& id, const Caller& ca
   info.source.expires_at = engine_status.source.expires_at;
   for (const engine::ProfileStatus& profile : engine_status.profiles) {
     const config::Profile* configured = find_profile(config, profile.name);
-    if (configured == nullptr || !may_use(*configured, caller, m_daemon_uid)) {
+    if (configured == nullptr || !may_use(*configured, caller)) {
       continue;
     }
     proto::ProfileInfo entry;

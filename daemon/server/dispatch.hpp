@@ -105,6 +105,27 @@ public:
   // check(), and a denial goes to the audit trail.
   std::optional<proto::ErrorInfo> authorize(std::string_view profile, const Caller& caller);
 
+  // A token for `caller` from `profile`, as a socket token request: authorize()
+  // (a denial is audited), then the engine with `min_valid` (nullopt: the
+  // default); a grant is audited. `done` gets the grant or the error reply's
+  // info (unknown_profile, forbidden, unavailable), possibly from inside
+  // this call. Every transport asks for tokens through here.
+  using GrantCallback = std::function<void(tl::expected<engine::Grant, proto::ErrorInfo>)>;
+  void grant(std::string_view profile, const Caller& caller, std::optional<std::chrono::seconds> min_valid,
+             GrantCallback done);
+
+  // True if `caller` may use `profile` (see may_use()).
+  bool may_use(const config::Profile& profile, const Caller& caller) const
+  {
+    return server::may_use(profile, caller, m_daemon_uid);
+  }
+
+  // The metrics text, or nullopt until set_metrics().
+  std::optional<std::string> metrics_text() const
+  {
+    return m_metrics ? std::optional<std::string>(m_metrics()) : std::nullopt;
+  }
+
   // Answers one request line (without '\n'): calls `done` exactly once with
   // the reply, possibly from inside this call. A watch request is answered
   // with bad_request here: use watch() for it (the session switches mode).

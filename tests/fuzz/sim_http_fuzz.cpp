@@ -4,8 +4,8 @@
 // Simulator::handle (with a fixed clock) and serialize() without crashing.
 // The form, base64url and token parsers get the raw bytes too.
 
-#include "sim/form.hpp"
-#include "sim/http.hpp"
+#include "http/form.hpp"
+#include "http/message.hpp"
 #include "sim/jwt.hpp"
 #include "sim/simulator.hpp"
 
@@ -19,6 +19,7 @@
 #include <vector>
 
 using namespace iamtok::sim;
+using namespace iamtok::http;
 
 namespace {
 

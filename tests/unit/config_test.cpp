@@ -106,6 +106,7 @@ TEST_CASE("a config with only profiles gets every documented default")
   CHECK(config.profiles[0].name == "reader");
   CHECK(config.profiles[0].profile_id == "Profile-1");
   CHECK(!config.profiles[0].allow);
+  CHECK(!config.http);
   Config defaults;
   defaults.profiles = config.profiles;
   CHECK(config == defaults);
@@ -272,6 +273,53 @@ TEST_CASE("socket.max_connections must lie in 1 to 65536")
         == "socket.max_connections: must be between 1 and 65536 (is 0)");
   CHECK(problem(with_profile(R"("socket": {"max_connections": 65537})"))
         == "socket.max_connections: must be between 1 and 65536 (is 65537)");
+}
+
+TEST_CASE("the http section listens on loopback literals with a port, 256 connections by default")
+{
+  const auto config = valid(with_profile(R"("http": {"listen": ["127.0.0.1:8911", "[::1]:8912", "127.9.8.7:0"]})"));
+  REQUIRE(config.http);
+  CHECK(config.http->listen == std::vector<HttpListen>{{"127.0.0.1", 8911}, {"::1", 8912}, {"127.9.8.7", 0}});
+  CHECK(config.http->max_connections == 256);
+  CHECK(to_string(config.http->listen[1]) == "[::1]:8912");
+  CHECK(to_string(config.http->listen[0]) == "127.0.0.1:8911");
+  CHECK(valid(with_profile(R"("http": {"listen": ["127.0.0.1:1"], "max_connections": 65536})")).http->max_connections
+        == 65536);
+}
+
+TEST_CASE("an http listen entry that is not a loopback literal with a port is a problem at its path")
+{
+  const auto listen = [](std::string_view entry) {
+    return problems(with_profile(fmt::format(R"("http": {{"listen": ["127.0.0.1:8911", "{}"]}})", entry)));
+  };
+  for (const auto* bad : {"0.0.0.0:8911", "10.0.0.1:8911", "localhost:8911", "[::]:8911", "[::ffff:127.0.0.1]:8911",
+                          "::1:8911", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:80a",
+                          "[::1]", "127.1:8911", ""}) {
+    INFO(bad);
+    const auto found = listen(bad);
+    REQUIRE(found.size() == 1);
+    CHECK(found[0].starts_with("http.listen[1]: must be a loopback address and a port"));
+  }
+  CHECK(listen("127.0.0.1:8911") == std::vector<std::string>{"http.listen[1]: duplicate address \"127.0.0.1:8911\""});
+}
+
+TEST_CASE("the http section needs a listen list and max_connections in 1 to 65536")
+{
+  CHECK(problems(with_profile(R"("http": {})")) == std::vector<std::string>{
+          "http.listen: is required (the loopback addresses to listen on)"});
+  CHECK(problems(with_profile(R"("http": {"listen": []})")) == std::vector<std::string>{
+          "http.listen: must list at least one address"});
+  CHECK(problems(with_profile(R"("http": {"listen": "127.0.0.1:8911"})")) == std::vector<std::string>{
+          "http.listen: must be an array"});
+  CHECK(problems(with_profile(R"("http": {"listen": [8911]})")) == std::vector<std::string>{
+          "http.listen[0]: must be a string"});
+  CHECK(problems(with_profile(R"("http": {"listen": ["127.0.0.1:1"], "max_connections": 0})"))
+        == std::vector<std::string>{"http.max_connections: must be between 1 and 65536 (is 0)"});
+  CHECK(problems(with_profile(R"("http": {"listen": ["127.0.0.1:1"], "max_connections": 65537})"))
+        == std::vector<std::string>{"http.max_connections: must be between 1 and 65536 (is 65537)"});
+  CHECK(problems(with_profile(R"("http": {"listen": ["127.0.0.1:1"], "port": 1})"))
+        == std::vector<std::string>{"http.port: unknown key"});
+  CHECK(problems(with_profile(R"("http": true)")) == std::vector<std::string>{"http: must be an object"});
 }
 
 TEST_CASE("socket.mode is a string of octal digits no larger than 0777")

@@ -3,8 +3,6 @@
 // command line. Tokens are never printed: assertions on them are booleans.
 
 #include "proto/json.hpp"
-#include "sim/form.hpp"
-#include "sim/http.hpp"
 #include "sim/jwt.hpp"
 #include "sim/options.hpp"
 #include "sim/simulator.hpp"
@@ -211,129 +209,6 @@ TEST_CASE("a minted token verifies for its kind only, and not once expired or ta
 
 // ---------------------------------------------------------------------------
 // Form decoding
-
-TEST_CASE("form decoding handles percent escapes, plus signs and empty pieces", "[sim][form]")
-{
-  const auto fields = parse_form("a=1&&crn=crn%3Av1%3Ax%2Fy&name=my+profile&flag&empty=&pct=100%25");
-  REQUIRE(fields.has_value());
-  REQUIRE(fields->size() == 6);
-  CHECK(find_field(*fields, "a") == "1");
-  CHECK(find_field(*fields, "crn") == "crn:v1:x/y");
-  CHECK(find_field(*fields, "name") == "my profile");
-  CHECK(find_field(*fields, "flag") == "");
-  CHECK(find_field(*fields, "empty") == "");
-  CHECK(find_field(*fields, "pct") == "100%");
-  CHECK_FALSE(find_field(*fields, "missing").has_value());
-  CHECK(count_field(*fields, "a") == 1);
-}
-
-TEST_CASE("form decoding rejects a truncated or non-hex percent escape", "[sim][form]")
-{
-  CHECK_FALSE(parse_form("a=%4").has_value());
-  CHECK_FALSE(parse_form("a=%").has_value());
-  CHECK_FALSE(parse_form("a=%zz").has_value());
-  CHECK(percent_decode("a+b", false) == "a+b");
-}
-
-// ---------------------------------------------------------------------------
-// HTTP request assembly
-
-TEST_CASE("the reader assembles pipelined requests split across reads", "[sim][http]")
-{
-  RequestReader reader;
-  const std::string wire =
-    "PUT /identity/v1/token?version=2025-08-26 HTTP/1.1\r\nHost: x\r\nMetadata-Flavor:  ibm \r\n"
-    "Content-Length: 2\r\n\r\n{}"
-    "GET /sim/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  std::vector<ReaderEvent> events;
-  for (std::size_t i = 0; i < wire.size(); i += 7) {
-    auto part = reader.feed(std::string_view(wire).substr(i, 7));
-    for (auto& e : part) {
-      events.push_back(std::move(e));
-    }
-  }
-  REQUIRE(events.size() == 2);
-  REQUIRE(events[0].kind == ReaderEvent::Kind::request);
-  const auto& first = events[0].request;
-  CHECK(first.method == "PUT");
-  CHECK(first.path == "/identity/v1/token");
-  CHECK(first.query == "version=2025-08-26");
-  REQUIRE(first.header("metadata-flavor") != nullptr);
-  CHECK(*first.header("metadata-flavor") == "ibm");
-  CHECK(first.body == "{}");
-  CHECK(first.keep_alive);
-  CHECK(events[1].request.method == "GET");
-  CHECK_FALSE(events[1].request.keep_alive);
-}
-
-TEST_CASE("the reader rejects oversized bodies and headers, and garbage", "[sim][http]")
-{
-  SECTION("body over the limit by Content-Length")
-  {
-    RequestReader reader(ReaderLimits{16 * 1024, 10});
-    const auto events = reader.feed("POST /identity/token HTTP/1.1\r\nContent-Length: 11\r\n\r\n");
-    REQUIRE(events.size() == 1);
-    CHECK(events[0].kind == ReaderEvent::Kind::error);
-    CHECK(events[0].status == 413);
-    CHECK(reader.failed());
-    CHECK(reader.feed("GET / HTTP/1.1\r\n\r\n").empty());
-  }
-  SECTION("chunked body over the limit")
-  {
-    RequestReader reader(ReaderLimits{16 * 1024, 10});
-    const auto events =
-      reader.feed("POST /identity/token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n0123456789ab\r\n0\r\n\r\n");
-    REQUIRE_FALSE(events.empty());
-    CHECK(events.back().status == 413);
-  }
-  SECTION("headers over the limit")
-  {
-    RequestReader reader(ReaderLimits{64, 1024});
-    const auto events = reader.feed("GET /sim/stats HTTP/1.1\r\nX-Long: " + std::string(100, 'a') + "\r\n\r\n");
-    REQUIRE(events.size() == 1);
-    CHECK(events[0].status == 431);
-  }
-  SECTION("not HTTP")
-  {
-    RequestReader reader;
-    const auto events = reader.feed("hello there\r\n\r\n");
-    REQUIRE(events.size() == 1);
-    CHECK(events[0].kind == ReaderEvent::Kind::error);
-    CHECK(events[0].status == 400);
-  }
-}
-
-TEST_CASE("the reader asks for 100 Continue before a body the client holds back", "[sim][http]")
-{
-  RequestReader reader;
-  auto events = reader.feed("POST /identity/token HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
-  REQUIRE(events.size() == 1);
-  CHECK(events[0].kind == ReaderEvent::Kind::expect_continue);
-  events = reader.feed("a=b");
-  REQUIRE(events.size() == 1);
-  CHECK(events[0].request.body == "a=b");
-}
-
-TEST_CASE("HTTP/1.0 requests are not kept alive", "[sim][http]")
-{
-  RequestReader reader;
-  const auto events = reader.feed("GET /sim/stats HTTP/1.0\r\n\r\n");
-  REQUIRE(events.size() == 1);
-  CHECK_FALSE(events[0].request.keep_alive);
-}
-
-TEST_CASE("responses carry Content-Length and Connection: close when not kept alive", "[sim][http]")
-{
-  Response r;
-  r.status = 503;
-  r.headers.push_back({"Retry-After", "2"});
-  r.body = "{}";
-  CHECK(serialize(r, true) ==
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
-        "Content-Length: 2\r\n\r\n{}");
-  CHECK(serialize(r, false).find("Connection: close\r\n") != std::string::npos);
-  CHECK(media_type(" Application/X-WWW-Form-Urlencoded ; charset=UTF-8") == "application/x-www-form-urlencoded");
-}
 
 // ---------------------------------------------------------------------------
 // IMDS: instance identity token

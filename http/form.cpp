@@ -1,8 +1,8 @@
-#include "sim/form.hpp"
+#include "http/form.hpp"
 
 #include <algorithm>
 
-namespace iamtok::sim {
+namespace iamtok::http {
 
 namespace {
 
@@ -84,4 +84,4 @@ std::size_t count_field(const FormFields& fields, std::string_view name)
     std::count_if(fields.begin(), fields.end(), [&](const auto& f) { return f.first == name; }));
 }
 
-} // namespace iamtok::sim
+} // namespace iamtok::http

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace iamtok::sim {
+namespace iamtok::http {
 
 using FormFields = std::vector<std::pair<std::string, std::string>>;
 
@@ -28,4 +28,4 @@ std::optional<std::string_view> find_field(const FormFields& fields, std::string
 // How many fields are called `name`.
 std::size_t count_field(const FormFields& fields, std::string_view name);
 
-} // namespace iamtok::sim
+} // namespace iamtok::http

@@ -1,12 +1,15 @@
-#include "sim/http.hpp"
+#include "http/message.hpp"
 
 #include "util/strings.hpp"
 
 #include <fmt/format.h>
 #include <http_parser.h>
 
+#include <algorithm>
+#include <optional>
 
-namespace iamtok::sim {
+
+namespace iamtok::http {
 
 using util::iequals;
 using util::trim;
@@ -80,6 +83,42 @@ std::string media_type(std::string_view content_type)
   return util::to_lower(type);
 }
 
+namespace {
+
+bool all_digits(std::string_view text)
+{
+  return !text.empty() && text.size() <= 18
+         && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// What makes a request's framing ambiguous or incomplete under strict rules,
+// or nullopt. Header values are already trimmed.
+std::optional<std::string_view> strict_framing_problem(const Request& req, unsigned major, unsigned minor)
+{
+  std::size_t lengths = 0;
+  bool host = false;
+  for (const auto& h : req.headers) {
+    if (iequals(h.name, "Transfer-Encoding")) {
+      return "Transfer-Encoding is not accepted: send Content-Length";
+    }
+    if (iequals(h.name, "Content-Length")) {
+      if (++lengths > 1) {
+        return "more than one Content-Length";
+      }
+      if (!all_digits(h.value)) {
+        return "invalid Content-Length";
+      }
+    }
+    host = host || iequals(h.name, "Host");
+  }
+  if (major == 1 && minor >= 1 && !host) {
+    return "HTTP/1.1 request without Host";
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
 // http-parser's C callbacks: each finds its reader through parser->data. A
 // non-zero return stops the parser (after fail() recorded why).
 struct RequestReader::Callbacks
@@ -102,6 +141,7 @@ struct RequestReader::Callbacks
     r.m_current = Request{};
     r.m_header_bytes = 0;
     r.m_in_value = false;
+    r.m_in_request = true;
     return 0;
   }
 
@@ -158,6 +198,12 @@ struct RequestReader::Callbacks
     }
     const bool chunked = (p->flags & F_CHUNKED) != 0;
     const bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    if (r.m_limits.strict) {
+      if (auto problem = strict_framing_problem(req, p->http_major, p->http_minor)) {
+        r.fail(400, std::string(*problem));
+        return -1;
+      }
+    }
     if (has_length && p->content_length > r.m_limits.max_body_bytes) {
       r.fail(413, "request body too large");
       return -1;
@@ -186,6 +232,7 @@ struct RequestReader::Callbacks
   {
     auto& r = self(p);
     r.m_current.keep_alive = http_should_keep_alive(p) != 0;
+    r.m_in_request = false;
     ReaderEvent event;
     event.kind = ReaderEvent::Kind::request;
     event.request = std::move(r.m_current);
@@ -257,4 +304,4 @@ std::vector<ReaderEvent> RequestReader::feed(std::string_view data)
   return std::move(m_events);
 }
 
-} // namespace iamtok::sim
+} // namespace iamtok::http

@@ -1,8 +1,10 @@
 #pragma once
 
-// HTTP/1.1 messages for the simulator, without I/O: RequestReader turns the
+// HTTP/1.1 server-side messages, without I/O, shared by every server in the
+// project (the simulator, the daemon's SDK endpoint): RequestReader turns the
 // bytes of one connection into complete requests (Node's http-parser does the
-// parsing, with size bounds), and serialize() renders a response.
+// parsing, with size bounds and optional strict framing), and serialize()
+// renders a response. The connection loop over Asio is http/session.hpp.
 
 #include <cstddef>
 #include <memory>
@@ -12,7 +14,7 @@
 
 struct http_parser;
 
-namespace iamtok::sim {
+namespace iamtok::http {
 
 struct Header
 {
@@ -59,6 +61,11 @@ struct ReaderLimits
 {
   std::size_t max_header_bytes = 16 * 1024; // request line + headers
   std::size_t max_body_bytes = 64 * 1024;
+  // Strict framing (the daemon's endpoint): a body only by Content-Length; a
+  // Transfer-Encoding header, more than one Content-Length or one that is not
+  // a plain decimal number is a 400 error, so no two parsers can disagree
+  // about where a request ends. Also: an HTTP/1.1 request without Host is 400.
+  bool strict = false;
 };
 
 // One step of what a connection's bytes amount to, in order.
@@ -92,6 +99,10 @@ public:
   // True once an error was reported.
   bool failed() const noexcept { return m_failed; }
 
+  // True while a request has begun but is not complete (for the
+  // partial-request deadline).
+  bool in_request() const noexcept { return m_in_request; }
+
 private:
   struct Callbacks;
 
@@ -102,6 +113,7 @@ private:
   Request m_current;
   std::size_t m_header_bytes = 0;
   bool m_in_value = false;
+  bool m_in_request = false;
   bool m_failed = false;
   bool m_error_reported = false;
   int m_error_status = 0;
@@ -109,4 +121,4 @@ private:
   std::vector<ReaderEvent> m_events;
 };
 
-} // namespace iamtok::sim
+} // namespace iamtok::http
