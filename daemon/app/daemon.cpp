@@ -4,6 +4,7 @@
 #include "daemon/app/notify.hpp"
 #include "daemon/engine/engine.hpp"
 #include "daemon/engine/system_ports.hpp"
+#include "daemon/http/listener.hpp"
 #include "daemon/log/log.hpp"
 #include "daemon/metrics/metrics.hpp"
 #include "daemon/server/server.hpp"
@@ -23,7 +24,9 @@
 #include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -31,6 +34,7 @@
 #include <exception>
 #include <memory>
 #include <set>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -292,6 +296,7 @@ public:
     // The server uses the engine, the engine the upstream; all of them go
     // before the io_context.
     m_token_watcher.reset();
+    m_http.reset();
     m_server.reset();
     m_engine.reset();
     m_logging.reset();
@@ -319,20 +324,38 @@ public:
     m_server = std::make_unique<server::Server>(m_io, *m_engine, m_config, server::Limits{});
     m_server->set_metrics([this] { return metrics_text(); });
 
-    const int passed = sd_listen_fds(1);
-    if (passed > 1) {
-      log::error("systemd passed {} sockets; expected one", passed);
+    // Sockets passed by systemd: those named "http" are the HTTP endpoint's,
+    // any other one is the Unix socket.
+    std::vector<int> unix_fds;
+    std::vector<int> http_fds;
+    char** names = nullptr;
+    const int passed = sd_listen_fds_with_names(1, &names);
+    for (int i = 0; i < std::max(passed, 0); ++i) {
+      const bool http = names != nullptr && names[i] != nullptr && std::string_view(names[i]) == "http";
+      (http ? http_fds : unix_fds).push_back(SD_LISTEN_FDS_START + i);
+    }
+    if (names != nullptr) {
+      for (int i = 0; i < std::max(passed, 0); ++i) {
+        std::free(names[i]);
+      }
+      std::free(names);
+    }
+    if (unix_fds.size() > 1) {
+      log::error("systemd passed {} sockets for the Unix socket; expected one", unix_fds.size());
       return k_exit_bind;
     }
-    const auto listening = passed == 1 ? m_server->adopt(SD_LISTEN_FDS_START) : m_server->listen();
+    const auto listening = unix_fds.size() == 1 ? m_server->adopt(unix_fds.front()) : m_server->listen();
     if (!listening) {
       log::error("cannot listen on {}: {}", m_config.socket.path, listening.error());
       return k_exit_bind;
     }
-    if (passed == 1) {
+    if (unix_fds.size() == 1) {
       log::info("listening on the socket passed by systemd");
     } else {
       log::info("listening on {}", m_config.socket.path);
+    }
+    if (!start_http(http_fds)) {
+      return k_exit_bind;
     }
 
     wait_for_signal();
@@ -341,6 +364,9 @@ public:
     watch_token_file();
     m_engine->start();
     m_server->start();
+    if (m_http) {
+      m_http->start();
+    }
     announce_when_settled();
 
     m_io.run();
@@ -349,6 +375,34 @@ public:
   }
 
 private:
+  // The HTTP endpoint, when the config has an "http" section: on the sockets
+  // systemd passed as "http", else bound to its listen addresses. False
+  // (after logging) when it cannot listen.
+  bool start_http(const std::vector<int>& passed)
+  {
+    if (!m_config.http) {
+      if (!passed.empty()) {
+        log::warn("systemd passed {} http socket(s) but the configuration has no \"http\" section: not serving HTTP",
+                  passed.size());
+        for (const int fd : passed) {
+          ::close(fd);
+        }
+      }
+      return true;
+    }
+    m_http = std::make_unique<http::Listener>(m_io, *m_engine, m_config);
+    m_http->set_metrics([this] { return metrics_text(); });
+    const auto listening = passed.empty() ? m_http->listen() : m_http->adopt(passed);
+    if (!listening) {
+      log::error("http endpoint: {}", listening.error());
+      return false;
+    }
+    for (const auto& address : m_http->local_addresses()) {
+      log::info("http endpoint listening on {}{}", address, passed.empty() ? "" : " (passed by systemd)");
+    }
+    return true;
+  }
+
   // With a file source: an inotify watch on the token file, so profiles
   // backing off after a rejected or unreadable CR token retry as soon as
   // kubelet writes a new one. None with an imds source.
@@ -391,6 +445,9 @@ private:
     snapshot.unix_now = m_clock.unix_now();
     snapshot.transports.push_back(
       metrics::Transport{"socket", m_server->request_counts(), m_server->counters().connections});
+    if (m_http) {
+      snapshot.transports.push_back(metrics::Transport{"http", m_http->request_counts(), m_http->connections()});
+    }
     snapshot.upstream = m_upstream_counter.stats();
     snapshot.process = metrics::read_process_stats();
     return metrics::exposition(snapshot);
@@ -550,6 +607,12 @@ private:
         m_config.socket.group != next.socket.group) {
       log::warn("reload: socket path, mode or group changed: restart iamtokend to apply");
     }
+    const auto listen_of = [](const config::Config& c) {
+      return c.http ? c.http->listen : std::vector<config::HttpListen>{};
+    };
+    if (listen_of(m_config) != listen_of(next)) {
+      log::warn("reload: http.listen changed: restart iamtokend to apply");
+    }
     std::size_t added = 0;
     for (const auto& profile : next.profiles) {
       bool known = false;
@@ -571,6 +634,9 @@ private:
     m_logging->set_profiles(profile_specs(next));
     m_engine->reconfigure(engine_settings(next), profile_specs(next));
     m_server->reconfigure(next);
+    if (m_http) {
+      m_http->reconfigure(next);
+    }
     m_config = std::move(next);
     if (source_changed) {
       watch_token_file();
@@ -598,6 +664,9 @@ private:
         finish();
       }
     });
+    if (m_http) {
+      m_http->stop();
+    }
     m_server->stop([this] { asio::post(m_io, [this] { finish(); }); });
   }
 
@@ -623,6 +692,7 @@ private:
   std::unique_ptr<LoggingUpstream> m_logging;
   std::unique_ptr<engine::Engine> m_engine;
   std::unique_ptr<server::Server> m_server;
+  std::unique_ptr<http::Listener> m_http; // only with an "http" section
   std::unique_ptr<upstream::TokenFileWatcher> m_token_watcher;
   asio::signal_set m_signals;
   asio::signal_set m_hangup;

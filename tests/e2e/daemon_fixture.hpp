@@ -55,6 +55,9 @@ struct DaemonConfig
   std::string socket_mode = "0600";
   std::string upstream_url; // IMDS and IAM endpoint; empty: the fixture's simulator
   std::string exchange;     // "iam" or "imds"; empty: the default (imds)
+  // The "http" section's JSON object, e.g. {"listen":["127.0.0.1:0"]}; empty:
+  // no HTTP endpoint. Port 0 binds an ephemeral port (see http_port()).
+  std::string http;
 
   // The longest one refresh attempt may take: a CR token and an exchange,
   // each bounded by refresh.timeout_s, plus k_react_limit.
@@ -257,11 +260,12 @@ public:
   {
     return fmt::format(R"({{"socket":{{"path":"{}","mode":"{}"}},)"
                        R"("source":{{"type":"imds","imds":{{"endpoint":"{}"}}}},)"
-                       R"({}"iam":{{"endpoint":"{}"}},)"
+                       R"({}{}"iam":{{"endpoint":"{}"}},)"
                        R"("refresh":{{"at_fraction":{},"timeout_s":{},"min_valid_s":{}}},)"
                        R"("profiles":{}}})",
                        socket_path(), config.socket_mode, upstream(config),
                        config.exchange.empty() ? std::string() : fmt::format(R"("exchange":"{}",)", config.exchange),
+                       config.http.empty() ? std::string() : fmt::format(R"("http":{},)", config.http),
                        upstream(config), config.at_fraction,
                        config.timeout_s, config.min_valid_s, config.profiles);
   }
@@ -415,6 +419,23 @@ public:
   {
     args.insert(args.begin(), {"--socket", socket_path()});
     return run_program(binary, args, uid);
+  }
+
+  // The port of the daemon's first HTTP listen address, as its log names it
+  // ("http endpoint listening on 127.0.0.1:PORT"); throws if the line does
+  // not appear within k_start_limit.
+  std::uint16_t http_port() const
+  {
+    constexpr std::string_view k_line = "http endpoint listening on 127.0.0.1:";
+    std::string text;
+    if (!eventually([&] {
+          text = m_daemon->stderr_text();
+          return text.find(k_line) != std::string::npos;
+        },
+        k_start_limit)) {
+      throw std::runtime_error("iamtokend did not log its HTTP port: " + text);
+    }
+    return static_cast<std::uint16_t>(std::strtoul(text.c_str() + text.find(k_line) + k_line.size(), nullptr, 10));
   }
 
   HttpResult sim_fault(const std::string& json) { return http("POST", m_sim.url() + "/sim/faults", json); }
