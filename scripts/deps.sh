@@ -14,7 +14,7 @@ build_pkgs=(g++ cmake ninja-build pkg-config libasio-dev libsimdjson-dev
   libhttp-parser-dev prometheus-cpp-dev curl)
 # python3-ibm-cloud-sdk-core: IBM's Python SDK core, for the SDK tests (tests/sdk).
 test_pkgs=(clang-16 libclang-rt-16-dev systemd dpkg-dev socat jq prometheus python3-ibm-cloud-sdk-core)
-bench_pkgs=(hyperfine socat curl jq)
+bench_pkgs=(hyperfine socat curl jq python3)
 stress_pkgs=(stress-ng git)
 
 want=("${build_pkgs[@]}")
