@@ -356,9 +356,10 @@ if [ "$daemon_ready" = 1 ]; then
   if [ -n "$node" ] && [ -f "$root/tests/sdk/node_modules/ibm-cloud-sdk-core/package.json" ]; then
     sim7_pid=$sim_pid
     start_sim sim8 --latency-ms 50
-    # A real CR token from the emulated IMDS, for the SDK's own exchange.
+    # A real CR token from the emulated IMDS, for the SDK's own exchange (jq -j: no
+    # newline, the SDK sends the file as it is).
     curl -sf -X PUT -H 'Metadata-Flavor: ibm' -H 'Content-Type: application/json' -d '{"expires_in":3600}' \
-      "$sim_url/identity/v1/token?version=2025-08-26" | jq -r .access_token >"$work/cr-token"
+      "$sim_url/identity/v1/token?version=2025-08-26" | jq -j .access_token >"$work/cr-token"
     chmod 600 "$work/cr-token"
     export IAMTOK_EP_AUTH_TYPE=container IAMTOK_EP_AUTH_URL="http://127.0.0.1:$http_port" \
       IAMTOK_EP_CR_TOKEN_FILENAME="$root/systemd/sdk-cr-token" IAMTOK_EP_IAM_PROFILE_ID="$reader_id"

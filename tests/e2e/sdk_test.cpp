@@ -213,6 +213,13 @@ std::string reader_crn()
   return fmt::format("crn:v1:bluemix:public:iam-identity::a/0123456789abcdef0123456789abcdef::profile:{}", k_reader_id);
 }
 
+// `common` followed by `extra`: one run's variables.
+std::vector<std::string> with(std::vector<std::string> common, const std::vector<std::string>& extra)
+{
+  common.insert(common.end(), extra.begin(), extra.end());
+  return common;
+}
+
 struct Case
 {
   std::string what;
@@ -246,24 +253,20 @@ TEST_CASE("Node's ContainerAuthenticator gets the daemon's cached token, by prof
   }
   SdkHarness harness;
   const std::vector<std::string> common{"AUTH_TYPE=container", "CR_TOKEN_FILENAME=" + k_cr_token_file};
-  const auto with = [&](std::vector<std::string> extra) {
-    extra.insert(extra.begin(), common.begin(), common.end());
-    return extra;
-  };
   check_cases(harness, on_path("node"), node_script(),
-              {{"id", with({"AUTH_URL=" + harness.url(), fmt::format("IAM_PROFILE_ID={}", k_reader_id)}),
+              {{"id", with(common, {"AUTH_URL=" + harness.url(), fmt::format("IAM_PROFILE_ID={}", k_reader_id)}),
                 harness.reader_hash()},
                {"id, AUTH_URL ending in /identity/token",
-                with({"AUTH_URL=" + harness.url() + "/identity/token", fmt::format("IAM_PROFILE_ID={}", k_reader_id)}),
+                with(common, {"AUTH_URL=" + harness.url() + "/identity/token", fmt::format("IAM_PROFILE_ID={}", k_reader_id)}),
                 harness.reader_hash()},
-               {"trusted profile name", with({"AUTH_URL=" + harness.url(), "IAM_PROFILE_NAME=deployer"}),
+               {"trusted profile name", with(common, {"AUTH_URL=" + harness.url(), "IAM_PROFILE_NAME=deployer"}),
                 harness.deployer_hash()},
-               {"local profile name", with({"AUTH_URL=" + harness.url(), "IAM_PROFILE_NAME=reader"}),
+               {"local profile name", with(common, {"AUTH_URL=" + harness.url(), "IAM_PROFILE_NAME=reader"}),
                 harness.reader_hash()}});
 
   // A profile the daemon does not serve: the SDK fails, and gets no token.
   const auto unknown = harness.run_sdk(on_path("node"), node_script(),
-                                       with({"AUTH_URL=" + harness.url(), "IAM_PROFILE_NAME=nonexistent"}));
+                                       with(common, {"AUTH_URL=" + harness.url(), "IAM_PROFILE_NAME=nonexistent"}));
   CHECK(unknown.exit_code == 1);
   CHECK(unknown.out.empty());
 }
@@ -282,15 +285,10 @@ TEST_CASE("Node's VpcInstanceAuthenticator gets the daemon's cached token over b
     if (!version.empty()) {
       common.push_back("SERVICE_VERSION=" + version);
     }
-    const auto with = [&](const std::string& selector) {
-      auto variables = common;
-      variables.push_back(selector);
-      return variables;
-    };
     const std::string at = version.empty() ? "default version" : version;
-    cases.push_back({at + ", id", with(fmt::format("IAM_PROFILE_ID={}", k_reader_id)), harness.reader_hash()});
-    cases.push_back({at + ", crn", with("IAM_PROFILE_CRN=" + reader_crn()), harness.reader_hash()});
-    cases.push_back({at + ", name", with("IAM_PROFILE_NAME=deployer"), harness.deployer_hash()});
+    cases.push_back({at + ", id", with(common, {fmt::format("IAM_PROFILE_ID={}", k_reader_id)}), harness.reader_hash()});
+    cases.push_back({at + ", crn", with(common, {"IAM_PROFILE_CRN=" + reader_crn()}), harness.reader_hash()});
+    cases.push_back({at + ", name", with(common, {"IAM_PROFILE_NAME=deployer"}), harness.deployer_hash()});
   }
   check_cases(harness, on_path("node"), node_script(), cases);
 }
@@ -304,14 +302,9 @@ TEST_CASE("Python's ContainerAuthenticator gets the daemon's cached token, by pr
   SdkHarness harness;
   const std::vector<std::string> common{"AUTH_TYPE=container", "AUTH_URL=" + harness.url(),
                                         "CR_TOKEN_FILENAME=" + k_cr_token_file};
-  const auto with = [&](const std::string& selector) {
-    auto variables = common;
-    variables.push_back(selector);
-    return variables;
-  };
   check_cases(harness, k_debian_python, python_script(),
-              {{"id", with(fmt::format("IAM_PROFILE_ID={}", k_reader_id)), harness.reader_hash()},
-               {"name", with("IAM_PROFILE_NAME=deployer"), harness.deployer_hash()}});
+              {{"id", with(common, {fmt::format("IAM_PROFILE_ID={}", k_reader_id)}), harness.reader_hash()},
+               {"name", with(common, {"IAM_PROFILE_NAME=deployer"}), harness.deployer_hash()}});
 }
 
 TEST_CASE("Python's VpcInstanceAuthenticator (IMDS API 2021-09-20) gets the daemon's cached token")
@@ -323,12 +316,7 @@ TEST_CASE("Python's VpcInstanceAuthenticator (IMDS API 2021-09-20) gets the daem
   SdkHarness harness;
   // Debian's 3.16 knows no profile name for this authenticator: id and crn.
   const std::vector<std::string> common{"AUTH_TYPE=vpc", "AUTH_URL=" + harness.url()};
-  const auto with = [&](const std::string& selector) {
-    auto variables = common;
-    variables.push_back(selector);
-    return variables;
-  };
   check_cases(harness, k_debian_python, python_script(),
-              {{"id", with(fmt::format("IAM_PROFILE_ID={}", k_reader_id)), harness.reader_hash()},
-               {"crn", with("IAM_PROFILE_CRN=" + reader_crn()), harness.reader_hash()}});
+              {{"id", with(common, {fmt::format("IAM_PROFILE_ID={}", k_reader_id)}), harness.reader_hash()},
+               {"crn", with(common, {"IAM_PROFILE_CRN=" + reader_crn()}), harness.reader_hash()}});
 }
