@@ -1,8 +1,10 @@
 #pragma once
 
 // The load generator of the benchmark (docs/benchmarks.md): N connections to a Unix
-// socket, each keeping `depth` NDJSON requests in flight, bounded by a request
-// count and a duration; records every request's latency.
+// socket (NDJSON request lines) or to a loopback HTTP/1.1 server (one request
+// repeated on keep-alive connections), each keeping `depth` requests in
+// flight, bounded by a request count and a duration; records every request's
+// latency.
 
 #include <chrono>
 #include <cstdint>
@@ -15,6 +17,11 @@ struct LoadOptions
 {
   std::string socket_path;
   std::string request_line = R"({"op":"token","profile":"reader"})"; // without '\n'
+  // HTTP instead of the Unix socket when http_port is set: `http_request` is
+  // sent as it is (a whole request, keep-alive); a 200 reply counts as ok.
+  std::string http_host = "127.0.0.1";
+  std::uint16_t http_port = 0;
+  std::string http_request;
   std::uint32_t connections = 1;
   std::uint32_t depth = 1;                      // requests in flight per connection
   std::uint64_t requests = 100'000;             // total bound
@@ -26,11 +33,11 @@ struct LoadOptions
 struct LoadResult
 {
   std::uint64_t sent = 0;
-  std::uint64_t ok = 0;                // replies starting with {"ok":true
+  std::uint64_t ok = 0;                // replies starting with {"ok":true (HTTP: status 200)
   std::uint64_t errors = 0;            // other replies, lost replies, failed connections
   std::uint32_t connected = 0;
   double seconds = 0;                  // first send to last reply
-  std::size_t reply_bytes = 0;         // size of the first reply, '\n' included
+  std::size_t reply_bytes = 0;         // size of the first reply ('\n' or HTTP head included)
   std::vector<std::int64_t> latencies_ns; // sorted ascending
 
   // Replies per second (ok and error replies alike); 0 before any.
@@ -44,5 +51,10 @@ struct LoadResult
 // called once when the run is over and the connections are held idle.
 // Returns the result; connection failures count as errors.
 LoadResult run_load(const LoadOptions& options, void (*on_hold)() = nullptr);
+
+// An IAM-style token request, as IBM's ContainerAuthenticator sends it:
+// POST /identity/token with the CR-token grant, a placeholder cr_token and
+// `profile_id`, for the server at `host`:`port` (keep-alive).
+std::string iam_token_request(const std::string& host, std::uint16_t port, const std::string& profile_id);
 
 } // namespace iamtok::bench

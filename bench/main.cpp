@@ -1,5 +1,6 @@
-// iamtok-bench: drives a Unix socket with NDJSON requests and prints one
-// key=value line with the throughput and latency quantiles (bench/run.sh).
+// iamtok-bench: drives a Unix socket with NDJSON requests, or a loopback HTTP
+// server with IAM-style token requests, and prints one key=value line with
+// the throughput and latency quantiles (bench/run.sh).
 
 #include "bench/load.hpp"
 
@@ -12,8 +13,10 @@
 namespace {
 
 constexpr const char* k_usage =
-    "usage: iamtok-bench --socket PATH [--connections N] [--depth N] [--requests N]\n"
-    "                    [--duration-ms N] [--hold-ms N] [--grace-ms N] [--request JSON]\n";
+    "usage: iamtok-bench (--socket PATH [--request JSON] | --http PORT --profile-id ID)\n"
+    "                    [--connections N] [--depth N] [--requests N]\n"
+    "                    [--duration-ms N] [--hold-ms N] [--grace-ms N]\n"
+    "  --http PORT: POST /identity/token to 127.0.0.1:PORT (IBM's ContainerAuthenticator's request)\n";
 
 bool parse_number(std::string_view text, std::uint64_t& out)
 {
@@ -33,6 +36,7 @@ void announce_hold()
 int main(int argc, char** argv)
 {
   iamtok::bench::LoadOptions options;
+  std::string profile_id;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) {
@@ -46,6 +50,10 @@ int main(int argc, char** argv)
       options.socket_path = value;
     } else if (arg == "--request") {
       options.request_line = value;
+    } else if (numeric && arg == "--http" && number > 0 && number <= 65'535) {
+      options.http_port = static_cast<std::uint16_t>(number);
+    } else if (arg == "--profile-id") {
+      profile_id = value;
     } else if (numeric && arg == "--connections" && number > 0 && number <= 100'000) {
       options.connections = static_cast<std::uint32_t>(number);
     } else if (numeric && arg == "--depth" && number > 0 && number <= 10'000) {
@@ -63,9 +71,12 @@ int main(int argc, char** argv)
       return 64;
     }
   }
-  if (options.socket_path.empty()) {
+  if (options.socket_path.empty() == (options.http_port == 0) || (options.http_port != 0 && profile_id.empty())) {
     std::fputs(k_usage, stderr);
     return 64;
+  }
+  if (options.http_port != 0) {
+    options.http_request = iamtok::bench::iam_token_request(options.http_host, options.http_port, profile_id);
   }
   const auto result = iamtok::bench::run_load(options, &announce_hold);
   std::printf("connections=%u connected=%u depth=%u sent=%llu ok=%llu errors=%llu seconds=%.3f "

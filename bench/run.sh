@@ -7,8 +7,12 @@
 #   BENCH_DURATION_MS=1000 bench/run.sh  # shorter throughput runs
 #   BENCH_FLOOR_ONLY=1 bench/run.sh      # floor rows only (no daemon needed)
 #
-# Needs hyperfine, socat, curl and jq (scripts/deps.sh bench). Every wait is
-# bounded; every process it starts is stopped on exit.
+# Needs hyperfine, socat, curl, jq and python3 (scripts/deps.sh bench); the
+# Node SDK rows also need node and tests/sdk/node_modules (scripts/deps.sh
+# test), else they read "pending". Every wait is bounded; every process it
+# starts is stopped on exit.
+#   BENCH_HTTP_DURATION_MS=2000  each of the 5 alternating HTTP runs
+#   BENCH_NODE_RUNS=30           hyperfine runs of each Node SDK process
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +20,10 @@ build=${IAMTOK_BENCH_BUILD:-$root/build/release}
 duration_ms=${BENCH_DURATION_MS:-3000}
 hyperfine_runs=${BENCH_HYPERFINE_RUNS:-200}
 
-for tool in hyperfine socat curl jq; do
+http_duration_ms=${BENCH_HTTP_DURATION_MS:-2000}
+node_runs=${BENCH_NODE_RUNS:-30}
+
+for tool in hyperfine socat curl jq python3; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool missing (scripts/deps.sh bench)" >&2; exit 1; }
 done
 
@@ -84,10 +91,12 @@ start_sim() {
   sim_url="http://127.0.0.1:$(cat "$work/$name.port")"
 }
 
-# write_config PATH SOCKET PROFILE_LINES: a daemon config (iamtokend.json(5)) for the sim.
+# write_config PATH SOCKET PROFILE_LINES [SECTION]: a daemon config
+# (iamtokend.json(5)) for the sim; SECTION: one more top-level member.
 write_config() {
   cat >"$1" <<EOF
 {
+  ${4:+$4,}
   "socket": { "path": "$2", "max_connections": 4096 },
   "source": { "type": "imds", "imds": { "endpoint": "$sim_url" } },
   "iam": { "endpoint": "$sim_url" },
@@ -292,6 +301,102 @@ else
   row "idle wakeups in 10 s (no watchdog)" "pending" "0" "" "0" ""
 fi
 
+# --- 7. the HTTP endpoint for IBM SDKs vs the bare HTTP floor -------------------
+# free_port: an unused loopback TCP port (the daemon's config needs a number).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+http_conns=(1 64)
+if [ "$daemon_ready" = 1 ]; then
+  start_sim sim7
+  sock=$work/d7.sock
+  http_port=$(free_port)
+  write_config "$work/d7.json" "$sock" "$reader_profile" \
+    "\"http\": { \"listen\": [\"127.0.0.1:$http_port\"], \"max_connections\": 256 }"
+  start_daemon d7 "$work/d7.json" "$sock"
+  wait_for "the HTTP endpoint" 500 curl -sf "http://127.0.0.1:$http_port/healthz"
+  wait_for "a first token" 500 "$get" -p reader --socket "$sock"
+  probe=$("$bench" --http "$http_port" --profile-id "$reader_id" --connections 1 --requests 1)
+  [ "$(field ok "$probe")" = 1 ] || { echo "run.sh: the HTTP endpoint gave no token: $probe" >&2; exit 1; }
+  http_bytes=$(field reply_bytes "$probe")
+  "$floor" --http 127.0.0.1:0 --port-file "$work/hfloor.port" --reply-bytes "$http_bytes" --lifetime-s 900 >/dev/null &
+  hfloor_pid=$!
+  pids+=("$hfloor_pid")
+  wait_for "the HTTP floor" 250 test -s "$work/hfloor.port"
+  hfloor_port=$(cat "$work/hfloor.port")
+  # Five runs each, floor and endpoint alternating, so that other load on a
+  # shared machine falls on both alike; the medians are compared.
+  for c in "${http_conns[@]}"; do
+    : >"$work/hf$c.txt"; : >"$work/he$c.txt"
+    for ((r = 0; r < 5; r++)); do
+      for side in hf he; do
+        port=$hfloor_port; [ "$side" = he ] && port=$http_port
+        out=$("$bench" --http "$port" --profile-id "$reader_id" --connections "$c" --requests 50000000 \
+                --duration-ms "$http_duration_ms")
+        echo "http $side: $out" >&2
+        echo "$(field throughput "$out") $(field p99_us "$out") $(field errors "$out")" >>"$work/$side$c.txt"
+      done
+    done
+    f_tput=$(awk '{ print $1 }' "$work/hf$c.txt" | median); f_p99=$(awk '{ print $2 }' "$work/hf$c.txt" | median)
+    d_tput=$(awk '{ print $1 }' "$work/he$c.txt" | median); d_p99=$(awk '{ print $2 }' "$work/he$c.txt" | median)
+    d_err=$(awk '{ n += $3 } END { print n + 0 }' "$work/he$c.txt")
+    t_met=$(check "$d_err == 0 && $d_tput >= 0.6 * $f_tput")
+    p_met=$(check "$d_err == 0 && $d_p99 <= 2 * $f_p99")
+    [ "$d_err" = 0 ] || t_met="$t_met ($d_err errors)"
+    row "HTTP token req/s, $c conn (median of 5)" "$d_tput" "$f_tput" "$(ratio "$d_tput" "$f_tput")" "≥ 0.6 × floor" "$t_met"
+    row "HTTP token p99 µs, $c conn (median of 5)" "$d_p99" "$f_p99" "$(ratio "$d_p99" "$f_p99")" "≤ 2 × floor" "$p_met"
+  done
+  stop_pid "$hfloor_pid"
+
+  # --- 8. node ContainerAuthenticator.authenticate() in a fresh process:
+  # through the endpoint vs the SDK's own exchange with an IAM 50 ms away.
+  node=$(command -v node || true)
+  node_script=$root/tests/sdk/node_auth.js
+  if [ -n "$node" ] && [ -f "$root/tests/sdk/node_modules/ibm-cloud-sdk-core/package.json" ]; then
+    sim7_pid=$sim_pid
+    start_sim sim8 --latency-ms 50
+    # A real CR token from the emulated IMDS, for the SDK's own exchange (jq -j: no
+    # newline, the SDK sends the file as it is).
+    curl -sf -X PUT -H 'Metadata-Flavor: ibm' -H 'Content-Type: application/json' -d '{"expires_in":3600}' \
+      "$sim_url/identity/v1/token?version=2025-08-26" | jq -j .access_token >"$work/cr-token"
+    chmod 600 "$work/cr-token"
+    export IAMTOK_EP_AUTH_TYPE=container IAMTOK_EP_AUTH_URL="http://127.0.0.1:$http_port" \
+      IAMTOK_EP_CR_TOKEN_FILENAME="$root/systemd/sdk-cr-token" IAMTOK_EP_IAM_PROFILE_ID="$reader_id"
+    export IAMTOK_UP_AUTH_TYPE=container IAMTOK_UP_AUTH_URL="$sim_url" \
+      IAMTOK_UP_CR_TOKEN_FILENAME="$work/cr-token" IAMTOK_UP_IAM_PROFILE_ID="$reader_id"
+    for svc in IAMTOK_EP IAMTOK_UP; do
+      "$node" "$node_script" "$svc" >/dev/null || { echo "run.sh: node SDK via $svc failed" >&2; exit 1; }
+    done
+    hyperfine -N --style basic --warmup 3 --runs "$node_runs" --export-json "$work/node.json" \
+      -n endpoint "$node $node_script IAMTOK_EP" -n own "$node $node_script IAMTOK_UP" >&2
+    e=$(jq -r '.results[0].median * 1000' "$work/node.json"); o=$(jq -r '.results[1].median * 1000' "$work/node.json")
+    e=$(printf '%.1f' "$e"); o=$(printf '%.1f' "$o")
+    row "node ContainerAuthenticator process ms: endpoint vs own exchange (IAM +50 ms)" "$e" "$o" \
+      "$(ratio "$o" "$e")× faster" "≥ 5× faster" "$(check "$o >= 5 * $e")"
+    # The authenticate() call alone, without node's start (median of 15 processes each).
+    call_ms() {
+      for ((i = 0; i < 15; i++)); do
+        IAMTOK_SDK_TIMING=1 "$node" "$node_script" "$1" 2>&1 >/dev/null | sed -n 's/^authenticate_ms=//p'
+      done | median
+    }
+    ce=$(call_ms IAMTOK_EP); co=$(call_ms IAMTOK_UP)
+    row "node authenticate() call alone ms: endpoint vs own exchange" "$ce" "$co" "$(ratio "$co" "$ce")× faster" "" ""
+    stop_pid "$sim_pid"
+    sim_pid=$sim7_pid
+  else
+    row "node ContainerAuthenticator process ms: endpoint vs own exchange (IAM +50 ms)" "pending (no node SDK)" "" "" "≥ 5× faster" ""
+  fi
+  stop_pid "$daemon_pid"
+  stop_pid "$sim_pid"
+else
+  for c in "${http_conns[@]}"; do
+    row "HTTP token req/s, $c conn (median of 5)" "pending" "" "" "≥ 0.6 × floor" ""
+    row "HTTP token p99 µs, $c conn (median of 5)" "pending" "" "" "≤ 2 × floor" ""
+  done
+  row "node ContainerAuthenticator process ms: endpoint vs own exchange (IAM +50 ms)" "pending" "" "" "≥ 5× faster" ""
+fi
+
 # --- the table -------------------------------------------------------------------
 echo
 echo "| metric | iamtokend | floor / peer | ratio | target | result |"
@@ -299,4 +404,5 @@ echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1);" \
-  "build ${build_s} s; throughput runs ${duration_ms} ms each; hyperfine ${hyperfine_runs} runs"
+  "build ${build_s} s; throughput runs ${duration_ms} ms each (HTTP: 5 × ${http_duration_ms} ms);" \
+  "hyperfine ${hyperfine_runs} runs (node: ${node_runs}); load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -67,6 +67,13 @@ install(FILES "${PROJECT_SOURCE_DIR}/systemd/sysusers.d/iamtokend.conf"
         DESTINATION "${IAMTOK_SYSUSERSDIR}" COMPONENT ${iamtok_component})
 install(FILES "${PROJECT_SOURCE_DIR}/systemd/tmpfiles.d/iamtokend.conf"
         DESTINATION "${IAMTOK_TMPFILESDIR}" COMPONENT ${iamtok_component})
+# The placeholder CR-token file IBM SDK programs name as CR_TOKEN_FILENAME
+# when AUTH_URL points at the HTTP endpoint: the SDKs insist on reading a
+# non-empty file, the endpoint identifies callers by uid and ignores its
+# content. No secret, so world-readable.
+install(FILES "${PROJECT_SOURCE_DIR}/systemd/sdk-cr-token"
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/iamtokend" COMPONENT ${iamtok_component}
+        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 
 # --- example config. examples/config.json becomes config.json, but an
 # existing config (an operator's) is never overwritten by `cmake --install`.
@@ -118,6 +125,7 @@ file(CONFIGURE OUTPUT "${iamtok_gen}/layout.sh" @ONLY CONTENT [[
 prefix='@CMAKE_INSTALL_PREFIX@'
 bindir='@CMAKE_INSTALL_FULL_BINDIR@'
 mandir='@CMAKE_INSTALL_FULL_MANDIR@'
+datadir='@CMAKE_INSTALL_FULL_DATADIR@'
 docdir='@CMAKE_INSTALL_PREFIX@/@iamtok_docdir@'
 unitdir='@iamtok_full_unitdir@'
 sysusersdir='@iamtok_full_sysusersdir@'

@@ -23,7 +23,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/iamtok-packaging.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 # The layout Install.cmake computed at configure time: prefix, bindir,
-# mandir, docdir, unitdir, sysusersdir, tmpfilesdir, confdir, binaries.
+# mandir, datadir, docdir, unitdir, sysusersdir, tmpfilesdir, confdir, binaries.
 # shellcheck source=/dev/null
 . "$build/install/layout.sh"
 
@@ -67,6 +67,19 @@ expect_file "$unitdir/iamtokend.socket"
 expect_file "$sysusersdir/iamtokend.conf"
 expect_file "$tmpfilesdir/iamtokend.conf"
 expect_file "$docdir/operations.md"
+# The SDKs' placeholder CR-token file: world-readable, not blank.
+sdk_cr_token="$datadir/iamtokend/sdk-cr-token"
+expect_file "$sdk_cr_token"
+if [ -f "$stage$sdk_cr_token" ]; then
+  mode=$(stat -c '%a' "$stage$sdk_cr_token")
+  if [ "$mode" = 644 ] && grep -q '[^[:space:]]' "$stage$sdk_cr_token"; then
+    pass "$sdk_cr_token is 0644 and not blank"
+  else
+    fail "$sdk_cr_token is mode $mode or blank (want 0644, a non-blank placeholder)"
+  fi
+fi
+expect_file "$docdir/examples/systemd/iamtokend-http.socket"
+expect_file "$docdir/examples/systemd/iamtokend.service.d/http.conf"
 expect_file "$docdir/examples/k8s/pod.yaml"
 expect_file "$docdir/examples/k8s/configmap.yaml"
 expect_file "$docdir/examples/systemd/iamtokend-textfile.timer"
@@ -132,8 +145,12 @@ find "$host_units" -maxdepth 1 ! -name 'iamtokend.*' ! -path "$host_units" \
 cp "$(type -P kill)" "$root/bin/kill"
 # An unknown key or a missing binary is a warning or an error on stderr: any
 # output at all fails the check.
+# The example HTTP endpoint socket unit is verified with them, as an
+# operator would install it.
+cp "$source_dir/examples/systemd/iamtokend-http.socket" "$root$unitdir/"
 verify_out=$(systemd-analyze verify --man=no --root="$root" \
-  "$unitdir/iamtokend.socket" "$unitdir/iamtokend.service" 2>&1) && verify_rc=0 || verify_rc=$?
+  "$unitdir/iamtokend.socket" "$unitdir/iamtokend.service" "$unitdir/iamtokend-http.socket" 2>&1) \
+  && verify_rc=0 || verify_rc=$?
 if [ "$verify_rc" -eq 0 ] && [ -z "$verify_out" ]; then
   pass "systemd-analyze verify"
 else
@@ -236,6 +253,7 @@ if command -v dpkg-deb >/dev/null 2>&1 && command -v cpack >/dev/null 2>&1; then
     in_deb "$unitdir/iamtokend.socket"
     in_deb "$sysusersdir/iamtokend.conf"
     in_deb "$tmpfilesdir/iamtokend.conf"
+    in_deb "$sdk_cr_token"
     for page in $man_pages; do in_deb "$mandir/$page$man_suffix"; done
     [ "$have_config" -eq 1 ] && in_deb "$confdir/config.json"
     if printf '%s\n' "$contents" | grep -q 'iamtoken-sim'; then

@@ -105,18 +105,24 @@ void check_is_us(const server::Caller& caller)
   }
 }
 
+// Connects a `family` client to `target`, accepts it on `listener` and checks
+// that the server end names this process's user.
+void check_client_is_us(const util::Fd& listener, int family, const sockaddr_storage& target)
+{
+  const auto client = connect_to(family, target);
+  const auto server = accept_one(listener);
+  const auto caller = server::tcp_peer_credentials(server.get());
+  REQUIRE(caller.has_value());
+  check_is_us(*caller);
+}
+
 } // namespace
 
 TEST_CASE("a loopback IPv4 client is identified as the user owning its socket")
 {
   const auto listener = listen_on(ipv4("127.0.0.1"), sizeof(sockaddr_in));
   REQUIRE(listener);
-  const auto client = connect_to(AF_INET, bound_address(listener));
-  const auto server = accept_one(listener);
-
-  const auto caller = server::tcp_peer_credentials(server.get());
-  REQUIRE(caller.has_value());
-  check_is_us(*caller);
+  check_client_is_us(listener, AF_INET, bound_address(listener));
 }
 
 TEST_CASE("a loopback IPv6 client is identified as the user owning its socket")
@@ -126,12 +132,7 @@ TEST_CASE("a loopback IPv6 client is identified as the user owning its socket")
     WARN("cannot listen on [::1] (no IPv6 loopback here); skipped");
     return;
   }
-  const auto client = connect_to(AF_INET6, bound_address(listener));
-  const auto server = accept_one(listener);
-
-  const auto caller = server::tcp_peer_credentials(server.get());
-  REQUIRE(caller.has_value());
-  check_is_us(*caller);
+  check_client_is_us(listener, AF_INET6, bound_address(listener));
 }
 
 TEST_CASE("an IPv4 client of a dual-stack listener (v4-mapped addresses) is identified")
@@ -144,12 +145,7 @@ TEST_CASE("an IPv4 client of a dual-stack listener (v4-mapped addresses) is iden
   const auto mapped = bound_address(listener);
   auto target = ipv4("127.0.0.1");
   reinterpret_cast<sockaddr_in*>(&target)->sin_port = reinterpret_cast<const sockaddr_in6*>(&mapped)->sin6_port;
-  const auto client = connect_to(AF_INET, target);
-  const auto server = accept_one(listener);
-
-  const auto caller = server::tcp_peer_credentials(server.get());
-  REQUIRE(caller.has_value());
-  check_is_us(*caller);
+  check_client_is_us(listener, AF_INET, target);
 }
 
 TEST_CASE("a client running as another user is identified as that user, not as the server's")
