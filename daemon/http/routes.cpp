@@ -253,6 +253,7 @@ Routes::Routes(server::Dispatcher& dispatcher, engine::Engine& engine, RoutePort
       }
     };
   }
+  m_ports.random(m_id_prefix);
 }
 
 std::string Routes::random_hex(std::size_t bytes)
@@ -270,7 +271,11 @@ std::string Routes::random_hex(std::size_t bytes)
 std::string Routes::uuid()
 {
   std::array<unsigned char, 16> b{};
-  m_ports.random(b);
+  std::copy(m_id_prefix.begin(), m_id_prefix.end(), b.begin());
+  const std::uint64_t n = ++m_id_counter;
+  for (std::size_t i = 0; i < 8; ++i) {
+    b[8 + i] = static_cast<unsigned char>(n >> (56 - 8 * i));
+  }
   b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
   b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
   return fmt::format("{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -113,6 +114,8 @@ private:
   void imds_handle(const Request& request, const server::Caller& caller, Finish done);
   void imds_iam_token(const Request& request, const server::Caller& caller, Finish done);
   std::string random_hex(std::size_t bytes);
+  // A request id in UUID v4 form: 8 random bytes drawn once, then a counter
+  // (unique, not secret, and no system call on the hot path).
   std::string uuid();
 
   server::Dispatcher& m_dispatcher;
@@ -120,6 +123,8 @@ private:
   RoutePorts m_ports;
   HandleTable m_handles;
   metrics::RequestCounts m_counts;
+  std::array<unsigned char, 8> m_id_prefix{};
+  std::uint64_t m_id_counter = 0;
 };
 
 // A Host header value the endpoint accepts: "localhost", an IPv4 127/8
