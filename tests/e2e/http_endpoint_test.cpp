@@ -13,6 +13,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <grp.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
 
 using namespace iamtok;
 using namespace iamtok::test;
@@ -401,4 +408,111 @@ TEST_CASE("a reload applies http.max_connections and logs that a changed listen 
   CHECK(second.read().status == 200);
   REQUIRE(first.send(get("/healthz")));
   CHECK(first.read().status == 200);
+}
+
+namespace {
+
+// The TCP sockets `pid` holds that are listening (state 0A in
+// /proc/net/tcp and tcp6), as "local_address" fields.
+std::vector<std::string> tcp_listeners_of(pid_t pid)
+{
+  std::set<std::string> inodes;
+  const auto fd_dir = std::filesystem::path("/proc") / std::to_string(pid) / "fd";
+  for (const auto& entry : std::filesystem::directory_iterator(fd_dir)) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(entry.path(), ec).string();
+    if (!ec && target.starts_with("socket:[")) {
+      inodes.insert(target.substr(8, target.size() - 9));
+    }
+  }
+  std::vector<std::string> out;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line); // the header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+      if (state == "0A" && inodes.contains(inode)) {
+        out.push_back(local);
+      }
+    }
+  }
+  return out;
+}
+
+// As uid/gid 65534 in a child process: one IAM-style request for `profile_id`
+// on 127.0.0.1:port; the HTTP status the daemon answered (0: none).
+int status_as_nobody(std::uint16_t port, std::string_view profile_id)
+{
+  const std::string request = post("/identity/token", "application/x-www-form-urlencoded",
+                                   fmt::format("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token"
+                                               "&cr_token=placeholder&profile_id={}",
+                                               profile_id));
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      ::_exit(100);
+    }
+    try {
+      Connection c(port);
+      if (!c.send(request)) {
+        ::_exit(101);
+      }
+      const auto r = c.read();
+      ::_exit(r.status == 200 ? 2 : r.status == 403 ? 3 : 102);
+    } catch (...) {
+      ::_exit(103);
+    }
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  switch (WEXITSTATUS(status)) {
+  case 2: return 200;
+  case 3: return 403;
+  default: FAIL("the child as uid 65534 got no usable answer (exit " << WEXITSTATUS(status) << ")"); return 0;
+  }
+}
+
+} // namespace
+
+TEST_CASE("a caller over HTTP is the user owning its socket: the allow lists apply as on the Unix socket", "[http][hostile]")
+{
+  if (::geteuid() != 0) {
+    WARN("skipped: acting as uid 65534 needs root");
+    return;
+  }
+  DaemonFixture fixture;
+  DaemonConfig config = http_config();
+  // reader: root only (by uid list); deployer: no allow list, anyone.
+  config.profiles = fmt::format(R"([{{"name":"reader","profile_id":"{}","allow":{{"uids":[0]}}}},)"
+                                R"({{"name":"deployer","profile_id":"{}"}}])",
+                                k_reader_id, k_deployer_id);
+  const auto port = start_ready(fixture, config);
+  CHECK(status_as_nobody(port, k_reader_id) == 403);
+  CHECK(status_as_nobody(port, k_deployer_id) == 200);
+  // The daemon's own caller, root, may use both.
+  const auto r = one_request(port, post("/identity/token", k_form,
+                                     fmt::format("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token"
+                                                 "&cr_token=placeholder&profile_id={}",
+                                                 k_reader_id)));
+  CHECK(r.status == 200);
+}
+
+TEST_CASE("without an http section iamtokend listens on no TCP socket, with one only where told", "[http]")
+{
+  {
+    DaemonFixture fixture;
+    fixture.start();
+    CHECK(tcp_listeners_of(fixture.daemon().pid()).empty());
+  }
+  DaemonFixture fixture;
+  const auto port = start_ready(fixture);
+  const auto listeners = tcp_listeners_of(fixture.daemon().pid());
+  REQUIRE(listeners.size() == 1);
+  // 127.0.0.1 in /proc/net/tcp's little-endian hex, then the port.
+  CHECK(listeners.front() == fmt::format("0100007F:{:04X}", port));
 }
