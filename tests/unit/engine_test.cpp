@@ -889,7 +889,7 @@ TEST_CASE("Reconfigure keeps unchanged profiles, fetches new ones at once and fa
   REQUIRE(rig.timers.pending() == 3);
 }
 
-TEST_CASE("A forgotten CR token is fetched anew for the next exchange; one in flight serves once")
+TEST_CASE("A forgotten CR token is fetched anew for the next exchange, and one in flight serves once")
 {
   Rig rig;
   auto& engine = rig.make({spec("a", "A"), spec("b", "B")});
@@ -1220,7 +1220,7 @@ TEST_CASE("cr_token_changed does nothing before start and after stop")
 
 // --- what the metrics and the audit trail read ----------------------------------
 
-TEST_CASE("Every cached token gets the next generation, across profiles; failures count by reason")
+TEST_CASE("Every cached token gets the next generation, across profiles, and failures count by reason")
 {
   Rig rig;
   auto& engine = rig.make({spec("a", "A"), spec("b", "B")});

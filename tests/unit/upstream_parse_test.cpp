@@ -236,7 +236,7 @@ TEST_CASE("a JWT's exp and iat are decoded from its payload, and nothing else is
   REQUIRE_FALSE(jwt_times("a.*.c").has_value());
 }
 
-TEST_CASE("a token reply that is a JWT carries exp - iat and iat; exp not after iat is malformed")
+TEST_CASE("a token reply that is a JWT carries exp - iat and iat, and exp not after iat is malformed")
 {
   const auto token = jwt(R"({"iat":1795420800,"exp":1795420805})");
   const auto reply = parse_token_reply(Call::iam_token, R"({"access_token":")" + token + R"(","expires_in":3600})");
