@@ -321,7 +321,7 @@ struct Engine::Impl
     timer.due = due;
     timer.id = m_ports.timers.start(
       std::max(Duration::zero(), due - now()),
-      [this, life = m_life.watch(), weak = p.weak_from_this(), slot, seq = timer.seq, fire] {
+      [life = m_life.watch(), weak = p.weak_from_this(), slot, seq = timer.seq, fire] {
         if (!life.alive()) {
           return;
         }
