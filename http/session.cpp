@@ -8,9 +8,9 @@
 #include <asio/write.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
-#include <array>
 #include <string_view>
 
 namespace iamtok::http {
@@ -23,17 +23,173 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 constexpr std::string_view k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
 
-// Writes `data`, giving up after `limit` (0: no limit). True if all was written.
-asio::awaitable<bool> write_all(tcp::socket& socket, std::string_view data, std::chrono::milliseconds limit)
+// The connection's one deadline. The request loop moves it (a plain store:
+// no timer is armed or cancelled per request); one watchdog coroutine sleeps
+// until it and closes the socket once it has passed. Only a deadline moved
+// earlier than the watchdog's alarm wakes the watchdog to re-arm, which
+// happens when a request arrives in pieces, not on the keep-alive fast path.
+class Watchdog
 {
-  using namespace asio::experimental::awaitable_operators;
-  if (limit.count() == 0) {
-    const auto [ec, n] = co_await asio::async_write(socket, asio::buffer(data), use_nothrow);
-    co_return !ec;
+public:
+  explicit Watchdog(const asio::any_io_executor& executor) : m_timer(executor) {}
+
+  // Closes `socket` once the deadline has passed; returns when it did, or
+  // when stop() was called.
+  asio::awaitable<void> run(tcp::socket& socket)
+  {
+    while (!m_stopped) {
+      m_alarm = m_deadline;
+      m_timer.expires_at(m_alarm);
+      co_await m_timer.async_wait(use_nothrow);
+      if (!m_stopped && Clock::now() >= m_deadline) {
+        m_fired = true;
+        asio::error_code ignored;
+        socket.close(ignored);
+        co_return;
+      }
+    }
   }
-  asio::steady_timer timer(co_await asio::this_coro::executor, limit);
-  auto result = co_await (asio::async_write(socket, asio::buffer(data), use_nothrow) || timer.async_wait(use_nothrow));
-  co_return result.index() == 0 && !std::get<0>(std::get<0>(result));
+
+  // `partial`: the deadline is the partial-request one (for the observer).
+  void set(Clock::time_point deadline, bool partial = false)
+  {
+    m_deadline = deadline;
+    m_partial = partial;
+    if (deadline < m_alarm) {
+      m_timer.cancel();
+    }
+  }
+  void clear() { set(Clock::time_point::max()); }
+
+  void stop()
+  {
+    m_stopped = true;
+    m_timer.cancel();
+  }
+
+  bool fired() const { return m_fired; }
+  bool partial() const { return m_partial; }
+
+private:
+  asio::steady_timer m_timer;
+  Clock::time_point m_deadline = Clock::time_point::max();
+  Clock::time_point m_alarm = Clock::time_point::max();
+  bool m_partial = false;
+  bool m_fired = false;
+  bool m_stopped = false;
+};
+
+// Writes `data`: first straight away (the socket is non-blocking, and a
+// response nearly always fits the send buffer), then, for what did not fit,
+// asynchronously under the watchdog's `limit` (none without a watchdog).
+asio::awaitable<bool> write_all(tcp::socket& socket, std::string_view data, Watchdog* watchdog,
+                                std::chrono::milliseconds limit)
+{
+  asio::error_code ec;
+  const std::size_t n = socket.write_some(asio::buffer(data), ec);
+  if (!ec && n == data.size()) {
+    co_return true;
+  }
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    co_return false;
+  }
+  data.remove_prefix(ec ? 0 : n);
+  if (watchdog) {
+    watchdog->set(Clock::now() + limit);
+  }
+  const auto [write_error, written] = co_await asio::async_write(socket, asio::buffer(data), use_nothrow);
+  if (watchdog) {
+    watchdog->clear();
+  }
+  co_return !write_error;
+}
+
+// The request loop of serve(); `watchdog` is null when there are no deadlines.
+asio::awaitable<void> serve_requests(tcp::socket& socket, const SessionOptions& options, const Handler& handler,
+                                     const ErrorResponder& on_error, const TimeoutObserver& on_timeout,
+                                     Watchdog* watchdog)
+{
+  // However this ends (an exception too), the watchdog must stop with it.
+  struct StopWatchdog
+  {
+    Watchdog* watchdog;
+    ~StopWatchdog()
+    {
+      if (watchdog) {
+        watchdog->stop();
+      }
+    }
+  } stop_watchdog{watchdog};
+
+  const auto write_limit = std::max(options.idle_timeout, options.partial_timeout);
+  RequestReader reader(options.limits);
+  std::array<char, 16 * 1024> buffer{};
+  auto last_answer = Clock::now();
+  std::optional<Clock::time_point> partial_since;
+
+  for (;;) {
+    if (watchdog) {
+      if (partial_since && options.partial_timeout.count() > 0) {
+        watchdog->set(*partial_since + options.partial_timeout, true);
+      } else if (!partial_since && options.idle_timeout.count() > 0) {
+        watchdog->set(last_answer + options.idle_timeout);
+      } else {
+        watchdog->clear();
+      }
+    }
+    const auto [read_error, n] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
+    if (read_error) {
+      if (watchdog && watchdog->fired() && on_timeout) {
+        on_timeout(watchdog->partial());
+      }
+      co_return;
+    }
+    if (watchdog) {
+      // Handling a request (it may wait on the engine) has no deadline.
+      watchdog->clear();
+    }
+    for (auto& event : reader.feed({buffer.data(), n})) {
+      if (event.kind == ReaderEvent::Kind::expect_continue) {
+        if (!co_await write_all(socket, k_continue, watchdog, write_limit)) {
+          co_return;
+        }
+        continue;
+      }
+      if (event.kind == ReaderEvent::Kind::error) {
+        const auto out = serialize(on_error(event), false);
+        if (co_await write_all(socket, out, watchdog, write_limit)) {
+          co_await lingering_close(socket, options.linger);
+        }
+        co_return;
+      }
+      Request& request = event.request;
+      Answer answer = co_await handler(request);
+      if (!answer.response) {
+        co_return;
+      }
+      const bool keep_alive = request.keep_alive && !answer.close;
+      std::string out = serialize(*answer.response, keep_alive);
+      const bool written = co_await write_all(socket, out, watchdog, write_limit);
+      // A response may hold a token: zero both copies before they are freed.
+      ::explicit_bzero(out.data(), out.size());
+      ::explicit_bzero(answer.response->body.data(), answer.response->body.size());
+      if (!written) {
+        co_return;
+      }
+      last_answer = Clock::now();
+      if (!keep_alive) {
+        co_await lingering_close(socket, options.linger);
+        co_return;
+      }
+    }
+    if (reader.in_request()) {
+      if (!partial_since) {
+        partial_since = Clock::now();
+      }
+    } else {
+      partial_since.reset();
+    }
+  }
 }
 
 } // namespace
@@ -63,87 +219,17 @@ asio::awaitable<void> serve(tcp::socket& socket, const SessionOptions& options, 
                             ErrorResponder on_error, TimeoutObserver on_timeout)
 {
   using namespace asio::experimental::awaitable_operators;
-  const bool deadlines = options.idle_timeout.count() > 0 || options.partial_timeout.count() > 0;
-  const auto write_limit = std::max(options.idle_timeout, options.partial_timeout);
-  RequestReader reader(options.limits);
-  std::array<char, 16 * 1024> buffer{};
-  auto last_answer = Clock::now();
-  std::optional<Clock::time_point> partial_since;
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-
-  for (;;) {
-    std::size_t n = 0;
-    if (!deadlines) {
-      const auto [read_error, got] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
-      if (read_error) {
-        co_return;
-      }
-      n = got;
-    } else {
-      auto deadline = Clock::time_point::max();
-      if (partial_since && options.partial_timeout.count() > 0) {
-        deadline = *partial_since + options.partial_timeout;
-      } else if (!partial_since && options.idle_timeout.count() > 0) {
-        deadline = last_answer + options.idle_timeout;
-      }
-      timer.expires_at(deadline);
-      auto result = co_await (socket.async_read_some(asio::buffer(buffer), use_nothrow) || timer.async_wait(use_nothrow));
-      if (result.index() == 1) {
-        if (on_timeout) {
-          on_timeout(partial_since.has_value());
-        }
-        asio::error_code ignored;
-        socket.close(ignored);
-        co_return;
-      }
-      const auto [read_error, got] = std::get<0>(result);
-      if (read_error) {
-        co_return;
-      }
-      n = got;
-    }
-    for (auto& event : reader.feed({buffer.data(), n})) {
-      if (event.kind == ReaderEvent::Kind::expect_continue) {
-        if (!co_await write_all(socket, k_continue, write_limit)) {
-          co_return;
-        }
-        continue;
-      }
-      if (event.kind == ReaderEvent::Kind::error) {
-        const auto out = serialize(on_error(event), false);
-        if (co_await write_all(socket, out, write_limit)) {
-          co_await lingering_close(socket, options.linger);
-        }
-        co_return;
-      }
-      Request& request = event.request;
-      Answer answer = co_await handler(request);
-      if (!answer.response) {
-        co_return;
-      }
-      const bool keep_alive = request.keep_alive && !answer.close;
-      std::string out = serialize(*answer.response, keep_alive);
-      const bool written = co_await write_all(socket, out, write_limit);
-      // A response may hold a token: zero both copies before they are freed.
-      ::explicit_bzero(out.data(), out.size());
-      ::explicit_bzero(answer.response->body.data(), answer.response->body.size());
-      if (!written) {
-        co_return;
-      }
-      last_answer = Clock::now();
-      if (!keep_alive) {
-        co_await lingering_close(socket, options.linger);
-        co_return;
-      }
-    }
-    if (reader.in_request()) {
-      if (!partial_since) {
-        partial_since = Clock::now();
-      }
-    } else {
-      partial_since.reset();
-    }
+  asio::error_code ec;
+  // write_all() writes straight away and must not block doing it.
+  if (socket.non_blocking(true, ec); ec) {
+    co_return;
   }
+  if (options.idle_timeout.count() == 0 && options.partial_timeout.count() == 0) {
+    co_await serve_requests(socket, options, handler, on_error, on_timeout, nullptr);
+    co_return;
+  }
+  Watchdog watchdog(co_await asio::this_coro::executor);
+  co_await (serve_requests(socket, options, handler, on_error, on_timeout, &watchdog) && watchdog.run(socket));
 }
 
 } // namespace iamtok::http
