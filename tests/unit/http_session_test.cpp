@@ -116,8 +116,8 @@ void send_all(const util::Fd& fd, std::string_view data)
   }
 }
 
-// Reads until `until` holds `count` responses' ends or the peer closes;
-// returns what was read.
+// Reads until what was read holds `marker` `count` times, the peer closes
+// or `limit` passes; returns what was read.
 std::string read_until(const util::Fd& fd, std::string_view marker, int count, std::chrono::milliseconds limit)
 {
   std::string got;
@@ -163,14 +163,31 @@ std::optional<Clock::duration> time_to_close(const util::Fd& fd, Clock::time_poi
   return std::nullopt;
 }
 
+http::SessionOptions with_deadlines(std::chrono::milliseconds idle, std::chrono::milliseconds partial)
+{
+  http::SessionOptions options;
+  options.idle_timeout = idle;
+  options.partial_timeout = partial;
+  return options;
+}
+
+// The server closes `fd` no earlier than `deadline` after `sent`, and its
+// serve() returns having reported a timeout of that kind.
+void check_timed_out(const util::Fd& fd, const Server& server, Clock::time_point sent,
+                     std::chrono::milliseconds deadline, bool partial)
+{
+  const auto closed = time_to_close(fd, sent, 60s);
+  REQUIRE(closed);
+  CHECK(*closed >= deadline);
+  REQUIRE(server.wait_done(30s));
+  CHECK(server.timed_out_partial() == std::optional<bool>(partial));
+}
+
 } // namespace
 
 TEST_CASE("a session answers pipelined keep-alive requests in order", "[http][session]")
 {
-  http::SessionOptions options;
-  options.idle_timeout = 60s;
-  options.partial_timeout = 60s;
-  Server server(options);
+  Server server(with_deadlines(60s, 60s));
   const auto fd = connect_to(server.port());
   send_all(fd, "GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n");
   const auto got = read_until(fd, "HTTP/1.1 200", 2, 30s);
@@ -188,44 +205,27 @@ TEST_CASE("a session answers pipelined keep-alive requests in order", "[http][se
 
 TEST_CASE("a partial request is closed at the partial-request deadline, not the later idle one", "[http][session]")
 {
-  http::SessionOptions options;
-  options.idle_timeout = 120s;
-  options.partial_timeout = 300ms;
-  Server server(options);
+  Server server(with_deadlines(120s, 300ms));
   const auto fd = connect_to(server.port());
   const auto sent = Clock::now();
   send_all(fd, "GET /slow HTTP/1.1\r\nHo");
-  const auto closed = time_to_close(fd, sent, 60s);
-  REQUIRE(closed);
-  CHECK(*closed >= 300ms);
-  REQUIRE(server.wait_done(30s));
-  CHECK(server.timed_out_partial() == std::optional<bool>(true));
+  check_timed_out(fd, server, sent, 300ms, true);
 }
 
 TEST_CASE("an idle keep-alive connection is closed at the idle deadline after its last response", "[http][session]")
 {
-  http::SessionOptions options;
-  options.idle_timeout = 300ms;
-  options.partial_timeout = 120s;
-  Server server(options);
+  Server server(with_deadlines(300ms, 120s));
   const auto fd = connect_to(server.port());
   const auto sent = Clock::now();
   send_all(fd, "GET /once HTTP/1.1\r\nHost: x\r\n\r\n");
   REQUIRE(read_until(fd, "/once", 1, 30s).find("/once") != std::string::npos);
-  const auto closed = time_to_close(fd, sent, 60s);
-  REQUIRE(closed);
-  CHECK(*closed >= 300ms);
-  REQUIRE(server.wait_done(30s));
-  CHECK(server.timed_out_partial() == std::optional<bool>(false));
+  check_timed_out(fd, server, sent, 300ms, false);
 }
 
 TEST_CASE("a client that does not read its response is cut off once the write limit passes", "[http][session]")
 {
-  http::SessionOptions options;
-  options.idle_timeout = 300ms;
-  options.partial_timeout = 300ms;
   // Far more than the loopback send and receive buffers can hold.
-  Server server(options, std::string(32u << 20, 'x'));
+  Server server(with_deadlines(300ms, 300ms), std::string(32u << 20, 'x'));
   const auto fd = connect_to(server.port(), 4096);
   const auto sent = Clock::now();
   send_all(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
