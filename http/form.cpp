@@ -24,26 +24,32 @@ int hex_value(char c)
 
 std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space)
 {
+  const std::string_view special = plus_is_space ? "%+" : "%";
   std::string out;
   out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '%') {
-      if (i + 2 >= text.size()) {
-        return std::nullopt;
-      }
-      const int hi = hex_value(text[i + 1]);
-      const int lo = hex_value(text[i + 2]);
-      if (hi < 0 || lo < 0) {
-        return std::nullopt;
-      }
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
+  while (!text.empty()) {
+    // Copy the run up to the next escape in one go (a CR token is one run).
+    const auto run = std::min(text.find_first_of(special), text.size());
+    out.append(text.substr(0, run));
+    text.remove_prefix(run);
+    if (text.empty()) {
+      break;
     }
+    if (text[0] == '+') {
+      out.push_back(' ');
+      text.remove_prefix(1);
+      continue;
+    }
+    if (text.size() < 3) {
+      return std::nullopt;
+    }
+    const int hi = hex_value(text[1]);
+    const int lo = hex_value(text[2]);
+    if (hi < 0 || lo < 0) {
+      return std::nullopt;
+    }
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    text.remove_prefix(3);
   }
   return out;
 }

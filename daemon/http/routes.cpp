@@ -15,6 +15,7 @@
 #include <array>
 #include <cerrno>
 #include <ctime>
+#include <span>
 #include <stdexcept>
 #include <utility>
 
@@ -256,15 +257,27 @@ Routes::Routes(server::Dispatcher& dispatcher, engine::Engine& engine, RoutePort
   m_ports.random(m_id_prefix);
 }
 
+namespace {
+
+// Two lowercase hex digits per byte, appended to `out`.
+void append_hex(std::string& out, std::span<const unsigned char> bytes)
+{
+  static constexpr char k_hex[] = "0123456789abcdef";
+  for (const unsigned char b : bytes) {
+    out.push_back(k_hex[b >> 4]);
+    out.push_back(k_hex[b & 0x0F]);
+  }
+}
+
+} // namespace
+
 std::string Routes::random_hex(std::size_t bytes)
 {
   std::vector<unsigned char> raw(bytes);
   m_ports.random(raw);
   std::string out;
   out.reserve(bytes * 2);
-  for (const unsigned char b : raw) {
-    fmt::format_to(std::back_inserter(out), "{:02x}", b);
-  }
+  append_hex(out, raw);
   return out;
 }
 
@@ -278,9 +291,18 @@ std::string Routes::uuid()
   }
   b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
   b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
-  return fmt::format("{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-                     b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-                     b[15]);
+  // 8-4-4-4-12 hex digits.
+  std::string out;
+  out.reserve(36);
+  const std::span<const unsigned char> all(b);
+  append_hex(out, all.subspan(0, 4));
+  for (const std::size_t at : {4, 6, 8}) {
+    out.push_back('-');
+    append_hex(out, all.subspan(at, 2));
+  }
+  out.push_back('-');
+  append_hex(out, all.subspan(10, 6));
+  return out;
 }
 
 void Routes::handle(const Request& request, const server::Caller* caller, Done done)
