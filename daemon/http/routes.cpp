@@ -422,14 +422,30 @@ bool json_object(simdjson::dom::parser& parser, std::string_view body, simdjson:
   return doc && doc->get_object().get(out) == simdjson::SUCCESS;
 }
 
-// The first of `candidates` that `caller` may use, or the error: none
-// configured (unknown_profile) or none for this caller (forbidden, audited).
-tl::expected<std::string, proto::ErrorInfo> pick(server::Dispatcher& dispatcher,
-                                                 const std::vector<const config::Profile*>& candidates,
+// What `selector` asks for, for the audit trail: "id=..., name=...".
+std::string describe(const Selector& selector)
+{
+  std::string out;
+  for (const auto& [key, value] : {std::pair{"id", &selector.id}, std::pair{"crn", &selector.crn},
+                                  std::pair{"name", &selector.name}}) {
+    if (*value) {
+      out += fmt::format("{}{}={}", out.empty() ? "" : ", ", key, **value);
+    }
+  }
+  return out.empty() ? std::string("(the default profile)") : out;
+}
+
+// The first profile `selector` matches that `caller` may use, or the error:
+// none configured (unknown_profile) or none for this caller (forbidden);
+// either is audited.
+tl::expected<std::string, proto::ErrorInfo> pick(server::Dispatcher& dispatcher, const Selector& selector,
                                                  const server::Caller& caller)
 {
+  const auto candidates = select_profiles(dispatcher.config(), selector);
   if (candidates.empty()) {
-    return tl::unexpected(proto::ErrorInfo{proto::ErrorCode::unknown_profile, "no configured profile matches", {}, {}});
+    proto::ErrorInfo error{proto::ErrorCode::unknown_profile, "no configured profile matches", {}, {}};
+    dispatcher.deny(caller, describe(selector), error);
+    return tl::unexpected(std::move(error));
   }
   for (const auto* p : candidates) {
     if (dispatcher.may_use(*p, caller)) {
@@ -488,7 +504,7 @@ void Routes::iam_token(const Request& request, const server::Caller& caller, Fin
     fail(proto::ErrorCode::bad_request, "one of profile_id, profile_name, profile_crn is required");
     return;
   }
-  const auto profile = pick(m_dispatcher, select_profiles(m_dispatcher.config(), selector), caller);
+  const auto profile = pick(m_dispatcher, selector, caller);
   if (!profile) {
     fail(profile.error().code, profile.error().message);
     return;
@@ -611,12 +627,11 @@ void Routes::imds_iam_token(const Request& request, const server::Caller& caller
     }
   }
   const bool no_selector = !selector.id && !selector.crn && !selector.name;
-  const auto candidates = select_profiles(m_dispatcher.config(), selector);
-  if (no_selector && candidates.empty()) {
+  if (no_selector && select_profiles(m_dispatcher.config(), selector).empty()) {
     fail(400, "missing_field", "trusted_profile is required: no profile is configured without one");
     return;
   }
-  const auto profile = pick(m_dispatcher, candidates, caller);
+  const auto profile = pick(m_dispatcher, selector, caller);
   if (!profile) {
     fail(status_of(profile.error().code), proto::to_string(profile.error().code), profile.error().message,
          profile.error().code);

@@ -144,9 +144,14 @@ std::optional<proto::ErrorInfo> Dispatcher::authorize(std::string_view profile, 
 {
   auto denied = check(profile, caller);
   if (denied) {
-    m_audit->denied(caller, m_via, profile, proto::to_string(denied->code), denied->message);
+    deny(caller, profile, *denied);
   }
   return denied;
+}
+
+void Dispatcher::deny(const Caller& caller, std::string_view asked, const proto::ErrorInfo& error)
+{
+  m_audit->denied(caller, m_via, asked, proto::to_string(error.code), error.message);
 }
 
 std::optional<proto::ErrorInfo> Dispatcher::check(std::string_view profile, const Caller& caller) const

@@ -104,6 +104,9 @@ public:
   std::optional<proto::ErrorInfo> check(std::string_view profile, const Caller& caller) const;
   // check(), and a denial goes to the audit trail.
   std::optional<proto::ErrorInfo> authorize(std::string_view profile, const Caller& caller);
+  // Puts a refusal decided elsewhere (an HTTP selector that matches no
+  // profile) on the audit trail; `asked` names what the caller asked for.
+  void deny(const Caller& caller, std::string_view asked, const proto::ErrorInfo& error);
 
   // A token for `caller` from `profile`, as a socket token request: authorize()
   // (a denial is audited), then the engine with `min_valid` (nullopt: the

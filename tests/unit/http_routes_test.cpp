@@ -5,6 +5,7 @@
 
 #include "daemon/http/routes.hpp"
 #include "daemon/log/log.hpp"
+#include "tests/support/log_capture.hpp"
 #include "tests/unit/engine_fakes.hpp"
 
 #include <catch2/catch.hpp>
@@ -364,6 +365,18 @@ TEST_CASE("IAM-style errors carry errorCode, errorMessage and a request id", "[h
   auto json = iam(fmt::format("{}&profile_id=P1", k_grant));
   json.headers[0].value = "application/json";
   check(json, 400, "bad_request");
+}
+
+TEST_CASE("a profile selector that matches nothing, or nothing the caller may use, is audited", "[http][audit]")
+{
+  Fixture f;
+  test::LogCapture capture(log::Level::warn);
+  CHECK(f.ask(iam(fmt::format("{}&profile_id=P9&profile_name=nope", k_grant))).status == 400);
+  CHECK(f.ask(iam(fmt::format("{}&profile_id=P4", k_grant))).status == 403);
+  REQUIRE(capture.lines().size() == 2);
+  CHECK(capture.lines()[0].find("via http profile id=P9, name=nope: unknown_profile (no configured profile matches)")
+        != std::string::npos);
+  CHECK(capture.lines()[1].find("via http profile locked: forbidden") != std::string::npos);
 }
 
 TEST_CASE("an engine with no token answers 503 with Retry-After in both shapes", "[http][iam][imds]")
