@@ -61,6 +61,9 @@ public:
     address.sin_port = htons(port);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (m_fd < 0 || ::connect(m_fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+      if (m_fd >= 0) {
+        ::close(m_fd);
+      }
       throw std::runtime_error("cannot connect to the HTTP endpoint");
     }
   }
@@ -515,4 +518,68 @@ TEST_CASE("without an http section iamtokend listens on no TCP socket, with one 
   REQUIRE(listeners.size() == 1);
   // 127.0.0.1 in /proc/net/tcp's little-endian hex, then the port.
   CHECK(listeners.front() == fmt::format("0100007F:{:04X}", port));
+}
+
+TEST_CASE("iamtokend serves HTTP on a socket systemd passes as http instead of binding its listen address",
+          "[http][systemd]")
+{
+  const std::string activate = "/usr/bin/systemd-socket-activate";
+  if (!std::filesystem::exists(activate)) {
+    WARN("systemd-socket-activate not installed; skipped");
+    return;
+  }
+  // Two ports the kernel has just handed out: one systemd passes, one the config names.
+  const auto free_port = [] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    ::close(fd);
+    return ntohs(address.sin_port);
+  };
+  const auto passed_port = free_port();
+  auto configured_port = free_port();
+  while (configured_port == passed_port) {
+    configured_port = free_port();
+  }
+  DaemonFixture fixture;
+  fixture.write_config(http_config(fmt::format(R"({{"listen":["127.0.0.1:{}"]}})", configured_port)));
+  ProcessOptions options;
+  options.binary = activate;
+  options.args = {"-l", fmt::format("127.0.0.1:{}", passed_port), "--fdname=http", IAMTOKEND_BINARY, "--config",
+                  fixture.config_path()};
+  options.unset_env = {"JOURNAL_STREAM", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"};
+  Process daemon(std::move(options));
+  // systemd-socket-activate starts iamtokend at the first connection.
+  REQUIRE(eventually(
+    [&] {
+      try {
+        Connection first(passed_port);
+        return true;
+      } catch (const std::runtime_error&) {
+        return false;
+      }
+    },
+    k_start_limit));
+  REQUIRE(daemon.wait_for_output(fmt::format("http endpoint listening on 127.0.0.1:{} (passed by systemd)", passed_port),
+                                 Process::Stream::err, k_start_limit));
+  const auto socket_token = fixture.token("reader");
+  REQUIRE(socket_token.ok);
+
+  const auto r = one_request(passed_port, post("/identity/token", k_form,
+                                             fmt::format("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token"
+                                                         "&cr_token=placeholder&profile_id={}",
+                                                         k_reader_id)));
+  REQUIRE(r.status == 200);
+  CHECK(json_string(r.body, "access_token") == socket_token.access_token.expose());
+  // Only the passed socket listens: the configured address is not bound.
+  CHECK(tcp_listeners_of(daemon.pid()) == std::vector<std::string>{fmt::format("0100007F:{:04X}", passed_port)});
+
+  daemon.signal(SIGTERM);
+  const auto code = daemon.wait(k_stop_limit);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
 }
