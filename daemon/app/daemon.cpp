@@ -60,32 +60,6 @@ void raise_fd_limit()
   }
 }
 
-upstream::Options upstream_options(const config::Config& config, upstream::RequestObserver& observer)
-{
-  upstream::Options options;
-  options.observer = &observer;
-  options.source = config.source.type == config::SourceType::imds ? upstream::SourceType::imds
-                                                                   : upstream::SourceType::file;
-  options.imds_endpoint = config.source.imds.endpoint;
-  options.imds_version = config.source.imds.version;
-  options.token_lifetime_s = static_cast<int>(config.source.imds.token_lifetime.count());
-  options.file_path = config.source.file.path;
-  options.exchange = config.exchange == config::Exchange::iam ? upstream::ExchangeType::iam
-                                                               : upstream::ExchangeType::imds;
-  options.iam_endpoint = config.iam.endpoint;
-  options.timeout = config.refresh.timeout;
-  options.connect_timeout = config.refresh.connect_timeout;
-  return options;
-}
-
-// True if the two configurations need the same upstream (source, exchange,
-// endpoints, timeouts).
-bool same_upstream(const config::Config& a, const config::Config& b)
-{
-  return a.source == b.source && a.exchange == b.exchange && a.iam == b.iam &&
-         a.refresh.timeout == b.refresh.timeout && a.refresh.connect_timeout == b.refresh.connect_timeout;
-}
-
 engine::Settings engine_settings(const config::Config& config)
 {
   return engine::Settings{config.refresh.at_fraction, config.refresh.min_valid, config.refresh.timeout};
@@ -297,7 +271,7 @@ public:
               config::to_string(m_config.exchange));
     std::unique_ptr<engine::Upstream> cloud;
     try {
-      cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(m_config, m_upstream_counter));
+      cloud = std::make_unique<upstream::CloudUpstream>(m_io, m_config, &m_upstream_counter);
     } catch (const std::exception& e) {
       log::error("cannot set up the upstream: {}", e.what());
       return k_exit_fatal;
@@ -578,9 +552,9 @@ private:
     // A changed source, exchange, endpoint or timeout gets a new upstream;
     // calls already out finish on the old one.
     std::unique_ptr<engine::Upstream> cloud;
-    if (!same_upstream(m_config, next)) {
+    if (!upstream::same_upstream(m_config, next)) {
       try {
-        cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(next, m_upstream_counter));
+        cloud = std::make_unique<upstream::CloudUpstream>(m_io, next, &m_upstream_counter);
       } catch (const std::exception& e) {
         log::error("reload: cannot set up the upstream: {}", e.what());
         log::error("reload failed: keeping the previous configuration");
