@@ -87,129 +87,123 @@ UpstreamCallback recorder(std::vector<std::string>& tokens)
   };
 }
 
+// A switch over an "old" fake that the test can replace() with a "new" one.
+struct Rig
+{
+  explicit Rig(bool old_per_exchange = false) : upstream(io, make_fake(old_fake, "old", old_probe, old_per_exchange)) {}
+
+  void replace() { upstream.replace(make_fake(new_fake, "new", new_probe)); }
+
+  asio::io_context io;
+  Probe old_probe;
+  Probe new_probe;
+  FakeUpstream* old_fake = nullptr;
+  FakeUpstream* new_fake = nullptr;
+  SwitchableUpstream upstream;
+};
+
 } // namespace
 
 TEST_CASE("the switch forwards calls to its upstream and their results back unchanged", "[upstream]")
 {
-  asio::io_context io;
-  Probe probe;
-  FakeUpstream* fake = nullptr;
-  SwitchableUpstream upstream(io, make_fake(fake, "first", probe, true));
-  REQUIRE(upstream.cr_token_per_exchange());
+  Rig rig(true);
+  REQUIRE(rig.upstream.cr_token_per_exchange());
 
   std::vector<std::string> tokens;
-  upstream.fetch_cr_token(recorder(tokens));
+  rig.upstream.fetch_cr_token(recorder(tokens));
   const ProfileTarget target{"Profile-1", "reader", "crn:v1:x"};
-  upstream.exchange(target, Secret("cr.token"), recorder(tokens));
-  REQUIRE(fake->open.size() == 2);
-  REQUIRE(fake->targets == std::vector<ProfileTarget>{target});
-  REQUIRE(fake->cr_tokens.front().expose() == "cr.token");
+  rig.upstream.exchange(target, Secret("cr.token"), recorder(tokens));
+  REQUIRE(rig.old_fake->open.size() == 2);
+  REQUIRE(rig.old_fake->targets == std::vector<ProfileTarget>{target});
+  REQUIRE(rig.old_fake->cr_tokens.front().expose() == "cr.token");
   REQUIRE(tokens.empty()); // nothing until the upstream answers
 
-  fake->answer();
-  fake->answer();
-  REQUIRE(tokens == std::vector<std::string>{"first", "first"});
+  rig.old_fake->answer();
+  rig.old_fake->answer();
+  REQUIRE(tokens == std::vector<std::string>{"old", "old"});
 
   // An error passes through as it came.
-  upstream.fetch_cr_token([&](UpstreamResult result) {
+  rig.upstream.fetch_cr_token([&](UpstreamResult result) {
     REQUIRE_FALSE(result.has_value());
     REQUIRE(result.error().message == "no");
     tokens.emplace_back("error");
   });
   engine::UpstreamError error;
   error.message = "no";
-  UpstreamCallback done = std::move(fake->open.front());
-  fake->open.clear();
+  UpstreamCallback done = std::move(rig.old_fake->open.front());
+  rig.old_fake->open.clear();
   done(tl::unexpected(error));
   REQUIRE(tokens.back() == "error");
-  REQUIRE_FALSE(probe.destroyed);
+  REQUIRE_FALSE(rig.old_probe.destroyed);
 }
 
 TEST_CASE("replacing an idle upstream destroys the old one at once and new calls go to the new one",
           "[upstream]")
 {
-  asio::io_context io;
-  Probe old_probe;
-  Probe new_probe;
-  FakeUpstream* old_fake = nullptr;
-  FakeUpstream* new_fake = nullptr;
-  SwitchableUpstream upstream(io, make_fake(old_fake, "old", old_probe, true));
-
-  upstream.replace(make_fake(new_fake, "new", new_probe, false));
-  REQUIRE(old_probe.destroyed);
-  REQUIRE_FALSE(upstream.cr_token_per_exchange()); // the new one's answer
+  Rig rig(true);
+  rig.replace();
+  REQUIRE(rig.old_probe.destroyed);
+  REQUIRE_FALSE(rig.upstream.cr_token_per_exchange()); // the new one's answer
 
   std::vector<std::string> tokens;
-  upstream.fetch_cr_token(recorder(tokens));
-  upstream.exchange({"Profile-1", "", ""}, Secret("cr"), recorder(tokens));
-  REQUIRE(new_fake->open.size() == 2);
-  new_fake->answer();
-  new_fake->answer();
+  rig.upstream.fetch_cr_token(recorder(tokens));
+  rig.upstream.exchange({"Profile-1", "", ""}, Secret("cr"), recorder(tokens));
+  REQUIRE(rig.new_fake->open.size() == 2);
+  rig.new_fake->answer();
+  rig.new_fake->answer();
   REQUIRE(tokens == std::vector<std::string>{"new", "new"});
-  REQUIRE_FALSE(new_probe.destroyed);
+  REQUIRE_FALSE(rig.new_probe.destroyed);
 }
 
 TEST_CASE("calls out when the upstream is replaced finish on the old one, which goes after the last",
           "[upstream]")
 {
-  asio::io_context io;
-  Probe old_probe;
-  Probe new_probe;
-  FakeUpstream* old_fake = nullptr;
-  FakeUpstream* new_fake = nullptr;
-  SwitchableUpstream upstream(io, make_fake(old_fake, "old", old_probe));
-
+  Rig rig;
   std::vector<std::string> tokens;
-  upstream.fetch_cr_token(recorder(tokens));
-  upstream.exchange({"Profile-1", "", ""}, Secret("cr"), recorder(tokens));
-  upstream.replace(make_fake(new_fake, "new", new_probe));
-  REQUIRE_FALSE(old_probe.destroyed); // two calls still out on it
+  rig.upstream.fetch_cr_token(recorder(tokens));
+  rig.upstream.exchange({"Profile-1", "", ""}, Secret("cr"), recorder(tokens));
+  rig.replace();
+  REQUIRE_FALSE(rig.old_probe.destroyed); // two calls still out on it
 
   // New calls go to the new upstream at once.
-  upstream.exchange({"Profile-2", "", ""}, Secret("cr"), recorder(tokens));
-  REQUIRE(new_fake->open.size() == 1);
-  REQUIRE(old_fake->open.size() == 2);
+  rig.upstream.exchange({"Profile-2", "", ""}, Secret("cr"), recorder(tokens));
+  REQUIRE(rig.new_fake->open.size() == 1);
+  REQUIRE(rig.old_fake->open.size() == 2);
 
   // The old upstream's first answer arrives; one call is still out on it.
-  old_fake->answer();
+  rig.old_fake->answer();
   REQUIRE(tokens == std::vector<std::string>{"old"});
-  io.poll();
-  REQUIRE_FALSE(old_probe.destroyed);
+  rig.io.poll();
+  REQUIRE_FALSE(rig.old_probe.destroyed);
 
   // Its last answer arrives too: it goes, but only once the io_context runs
   // (not from inside its own callback).
-  old_fake->answer();
+  rig.old_fake->answer();
   REQUIRE(tokens == std::vector<std::string>{"old", "old"});
-  REQUIRE_FALSE(old_probe.destroyed);
-  io.restart();
-  io.poll();
-  REQUIRE(old_probe.destroyed);
+  REQUIRE_FALSE(rig.old_probe.destroyed);
+  rig.io.restart();
+  rig.io.poll();
+  REQUIRE(rig.old_probe.destroyed);
 
   // The new one answers as usual and stays.
-  new_fake->answer();
+  rig.new_fake->answer();
   REQUIRE(tokens == std::vector<std::string>{"old", "old", "new"});
-  io.restart();
-  io.poll();
-  REQUIRE_FALSE(new_probe.destroyed);
+  rig.io.restart();
+  rig.io.poll();
+  REQUIRE_FALSE(rig.new_probe.destroyed);
 }
 
 TEST_CASE("the old upstream is still there while its last callback runs", "[upstream]")
 {
-  asio::io_context io;
-  Probe old_probe;
-  Probe new_probe;
-  FakeUpstream* old_fake = nullptr;
-  FakeUpstream* new_fake = nullptr;
-  SwitchableUpstream upstream(io, make_fake(old_fake, "old", old_probe));
-
+  Rig rig;
   bool alive_inside = false;
-  upstream.fetch_cr_token([&](UpstreamResult) { alive_inside = !old_probe.destroyed; });
-  upstream.replace(make_fake(new_fake, "new", new_probe));
-  old_fake->answer();
+  rig.upstream.fetch_cr_token([&](UpstreamResult) { alive_inside = !rig.old_probe.destroyed; });
+  rig.replace();
+  rig.old_fake->answer();
   REQUIRE(alive_inside);
-  REQUIRE_FALSE(old_probe.destroyed);
-  io.poll();
-  REQUIRE(old_probe.destroyed);
+  REQUIRE_FALSE(rig.old_probe.destroyed);
+  rig.io.poll();
+  REQUIRE(rig.old_probe.destroyed);
 }
 
 TEST_CASE("each of several replaced upstreams goes after its own last call", "[upstream]")
