@@ -11,8 +11,8 @@
 #include "daemon/upstream/cloud_upstream.hpp"
 #include "daemon/upstream/file_source.hpp"
 #include "daemon/upstream/observer.hpp"
+#include "daemon/upstream/switchable.hpp"
 #include "daemon/upstream/token_watcher.hpp"
-#include "util/life.hpp"
 #include "version.hpp"
 
 #include <asio/io_context.hpp>
@@ -58,32 +58,6 @@ void raise_fd_limit()
       log::warn("cannot raise the open file limit to {}", limit.rlim_max);
     }
   }
-}
-
-upstream::Options upstream_options(const config::Config& config, upstream::RequestObserver& observer)
-{
-  upstream::Options options;
-  options.observer = &observer;
-  options.source = config.source.type == config::SourceType::imds ? upstream::SourceType::imds
-                                                                   : upstream::SourceType::file;
-  options.imds_endpoint = config.source.imds.endpoint;
-  options.imds_version = config.source.imds.version;
-  options.token_lifetime_s = static_cast<int>(config.source.imds.token_lifetime.count());
-  options.file_path = config.source.file.path;
-  options.exchange = config.exchange == config::Exchange::iam ? upstream::ExchangeType::iam
-                                                               : upstream::ExchangeType::imds;
-  options.iam_endpoint = config.iam.endpoint;
-  options.timeout = config.refresh.timeout;
-  options.connect_timeout = config.refresh.connect_timeout;
-  return options;
-}
-
-// True if the two configurations need the same upstream (source, exchange,
-// endpoints, timeouts).
-bool same_upstream(const config::Config& a, const config::Config& b)
-{
-  return a.source == b.source && a.exchange == b.exchange && a.iam == b.iam &&
-         a.refresh.timeout == b.refresh.timeout && a.refresh.connect_timeout == b.refresh.connect_timeout;
 }
 
 engine::Settings engine_settings(const config::Config& config)
@@ -144,33 +118,23 @@ private:
 };
 
 // The engine's Upstream with a log line for every result and a hook that
-// runs after each exchange has been handed to the engine (for STATUS=). It
-// owns the cloud upstream and can replace it (a reload changed the source,
-// an endpoint or the timeout): new calls go to the new one at once, calls
-// already out finish on the old one, which is destroyed after the last.
+// runs after each exchange has been handed to the engine (for STATUS=), on
+// top of `inner` (which must outlive it).
 class LoggingUpstream final : public engine::Upstream
 {
 public:
-  LoggingUpstream(asio::io_context& io, std::unique_ptr<engine::Upstream> inner, std::function<void()> on_exchange)
-    : m_io(io), m_current(std::make_unique<Slot>(std::move(inner))), m_on_exchange(std::move(on_exchange))
+  LoggingUpstream(asio::io_context& io, engine::Upstream& inner, std::function<void()> on_exchange)
+    : m_io(io), m_inner(inner), m_on_exchange(std::move(on_exchange))
   {
   }
 
   void set_profiles(std::vector<engine::ProfileSpec> specs) { m_specs = std::move(specs); }
 
-  void replace(std::unique_ptr<engine::Upstream> next)
-  {
-    m_retired.push_back(std::exchange(m_current, std::make_unique<Slot>(std::move(next))));
-    release_idle();
-  }
-
-  bool cr_token_per_exchange() const override { return m_current->upstream->cr_token_per_exchange(); }
+  bool cr_token_per_exchange() const override { return m_inner.cr_token_per_exchange(); }
 
   void fetch_cr_token(engine::UpstreamCallback done) override
   {
-    Slot& slot = *m_current;
-    ++slot.in_flight;
-    slot.upstream->fetch_cr_token([this, &slot, done = std::move(done)](engine::UpstreamResult result) {
+    m_inner.fetch_cr_token([done = std::move(done)](engine::UpstreamResult result) {
       if (result) {
         log::debug("CR token obtained");
         check_token_claims("CR token", *result);
@@ -178,16 +142,13 @@ public:
         log::warn("cannot get a CR token: {}", engine::describe(result.error()));
       }
       done(std::move(result));
-      finished(slot);
     });
   }
 
   void exchange(const engine::ProfileTarget& target, const Secret& cr_token,
                 engine::UpstreamCallback done) override
   {
-    Slot& slot = *m_current;
-    ++slot.in_flight;
-    auto logged = [this, &slot, target, done = std::move(done)](engine::UpstreamResult result) {
+    auto logged = [this, target, done = std::move(done)](engine::UpstreamResult result) {
       const std::string name = local_name(target);
       if (result) {
         check_token_claims(fmt::format("profile {}", name), *result);
@@ -202,40 +163,11 @@ public:
       }
       done(std::move(result));
       asio::post(m_io, m_on_exchange);
-      finished(slot);
     };
-    slot.upstream->exchange(target, cr_token, std::move(logged));
+    m_inner.exchange(target, cr_token, std::move(logged));
   }
 
 private:
-  // An upstream and its calls still out. The callbacks it holds point at
-  // their slot; a slot outlives its calls, or they die with it unanswered
-  // (destroying an upstream abandons its calls).
-  struct Slot
-  {
-    explicit Slot(std::unique_ptr<engine::Upstream> u) : upstream(std::move(u)) {}
-    std::unique_ptr<engine::Upstream> upstream;
-    std::size_t in_flight = 0;
-  };
-
-  void finished(Slot& slot)
-  {
-    --slot.in_flight;
-    if (slot.in_flight == 0 && &slot != m_current.get()) {
-      // Not from inside the old upstream's own callback: later.
-      asio::post(m_io, [this, life = m_life.watch()] {
-        if (life.alive()) {
-          release_idle();
-        }
-      });
-    }
-  }
-
-  void release_idle()
-  {
-    std::erase_if(m_retired, [](const std::unique_ptr<Slot>& slot) { return slot->in_flight == 0; });
-  }
-
   // The local name(s) configured for `target`, or its upstream identifier.
   std::string local_name(const engine::ProfileTarget& target) const
   {
@@ -252,12 +184,10 @@ private:
   }
 
   asio::io_context& m_io;
-  std::unique_ptr<Slot> m_current;
-  std::vector<std::unique_ptr<Slot>> m_retired;
+  engine::Upstream& m_inner;
   std::function<void()> m_on_exchange;
   std::vector<engine::ProfileSpec> m_specs;
   std::set<std::string> m_have_token;
-  util::Life m_life;
 };
 
 class Daemon
@@ -285,6 +215,7 @@ public:
     m_server.reset();
     m_engine.reset();
     m_logging.reset();
+    m_upstream.reset();
   }
 
   Daemon(const Daemon&) = delete;
@@ -297,12 +228,13 @@ public:
               config::to_string(m_config.exchange));
     std::unique_ptr<engine::Upstream> cloud;
     try {
-      cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(m_config, m_upstream_counter));
+      cloud = std::make_unique<upstream::CloudUpstream>(m_io, m_config, &m_upstream_counter);
     } catch (const std::exception& e) {
       log::error("cannot set up the upstream: {}", e.what());
       return k_exit_fatal;
     }
-    m_logging = std::make_unique<LoggingUpstream>(m_io, std::move(cloud), [this] { update_status(); });
+    m_upstream = std::make_unique<upstream::SwitchableUpstream>(m_io, std::move(cloud));
+    m_logging = std::make_unique<LoggingUpstream>(m_io, *m_upstream, [this] { update_status(); });
     m_logging->set_profiles(profile_specs(m_config));
     m_engine = std::make_unique<engine::Engine>(engine::Ports{m_clock, m_timers, m_random, *m_logging},
                                                 engine_settings(m_config), profile_specs(m_config));
@@ -578,9 +510,9 @@ private:
     // A changed source, exchange, endpoint or timeout gets a new upstream;
     // calls already out finish on the old one.
     std::unique_ptr<engine::Upstream> cloud;
-    if (!same_upstream(m_config, next)) {
+    if (!upstream::same_upstream(m_config, next)) {
       try {
-        cloud = std::make_unique<upstream::CloudUpstream>(m_io, upstream_options(next, m_upstream_counter));
+        cloud = std::make_unique<upstream::CloudUpstream>(m_io, next, &m_upstream_counter);
       } catch (const std::exception& e) {
         log::error("reload: cannot set up the upstream: {}", e.what());
         log::error("reload failed: keeping the previous configuration");
@@ -608,7 +540,7 @@ private:
     }
     const std::size_t removed = m_config.profiles.size() + added - next.profiles.size();
     if (cloud) {
-      m_logging->replace(std::move(cloud));
+      m_upstream->replace(std::move(cloud));
       log::info("reload: upstream settings changed: new calls use source {} and exchange {}",
                 config::to_string(next.source.type), config::to_string(next.exchange));
       if (!(m_config.source == next.source)) {
@@ -674,6 +606,9 @@ private:
   engine::SystemRandom m_random;
   AsioTimers m_timers;
   UpstreamCounter m_upstream_counter; // outlives every upstream
+  // The engine calls m_logging, which calls m_upstream, which calls the
+  // current CloudUpstream (replaced on a reload that changes its settings).
+  std::unique_ptr<upstream::SwitchableUpstream> m_upstream;
   std::unique_ptr<LoggingUpstream> m_logging;
   std::unique_ptr<engine::Engine> m_engine;
   std::unique_ptr<server::Server> m_server;

@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include <exception>
-#include <stdexcept>
 
 namespace iamtok::upstream {
 
@@ -19,27 +18,6 @@ namespace {
 constexpr std::string_view k_imds_silent =
   "IMDS did not answer: is the metadata service enabled on this instance, and is the hop "
   "limit large enough?";
-
-std::string without_trailing_slash(std::string url)
-{
-  while (!url.empty() && url.back() == '/') {
-    url.pop_back();
-  }
-  return url;
-}
-
-ImdsPaths checked_paths(const Options& options)
-{
-  const auto paths = imds_paths(options.imds_version);
-  if (!paths) {
-    throw std::invalid_argument(
-      fmt::format("unknown IMDS version \"{}\" (2025-08-26 or 2022-03-01)", options.imds_version));
-  }
-  if (options.exchange == ExchangeType::imds && options.source != SourceType::imds) {
-    throw std::invalid_argument("the imds exchange needs the imds source");
-  }
-  return *paths;
-}
 
 // A bug (an exception escaping a callback) surfaces from io_context::run().
 void rethrow(const std::exception_ptr& error)
@@ -58,35 +36,42 @@ std::int64_t unix_now()
 
 } // namespace
 
-CloudUpstream::CloudUpstream(asio::io_context& io, Options options)
-  : m_io(io), m_options(std::move(options)), m_imds_paths(checked_paths(m_options)), m_http(io)
+CloudUpstream::CloudUpstream(asio::io_context& io, const config::Config& config, RequestObserver* observer)
+  : m_io(io),
+    m_source(config.source),
+    m_exchange(config.exchange),
+    m_iam_endpoint(config.iam.endpoint),
+    m_timeout(config.refresh.timeout),
+    m_connect_timeout(config.refresh.connect_timeout),
+    m_observer(observer),
+    // The loader accepts only the versions imds_paths() knows.
+    m_imds_paths(imds_paths(m_source.imds.version).value()),
+    m_http(io)
 {
-  m_options.imds_endpoint = without_trailing_slash(std::move(m_options.imds_endpoint));
-  m_options.iam_endpoint = without_trailing_slash(std::move(m_options.iam_endpoint));
 }
 
 CloudUpstream::~CloudUpstream() = default;
 
 bool CloudUpstream::cr_token_per_exchange() const
 {
-  return m_options.source == SourceType::file;
+  return m_source.type == config::SourceType::file;
 }
 
 HttpRequest CloudUpstream::imds_request(std::string_view path) const
 {
   HttpRequest request;
-  request.url = fmt::format("{}{}?version={}", m_options.imds_endpoint, path, m_options.imds_version);
-  request.timeout = m_options.timeout;
-  request.connect_timeout = m_options.connect_timeout;
+  request.url = fmt::format("{}{}?version={}", m_source.imds.endpoint, path, m_source.imds.version);
+  request.timeout = m_timeout;
+  request.connect_timeout = m_connect_timeout;
   request.use_proxy = false; // link-local: never through a proxy
   return request;
 }
 
 void CloudUpstream::fetch_cr_token(engine::UpstreamCallback done)
 {
-  if (m_options.source == SourceType::file) {
+  if (m_source.type == config::SourceType::file) {
     // A small local file: read synchronously, but complete from the loop.
-    asio::post(m_io, [path = m_options.file_path, done = std::move(done),
+    asio::post(m_io, [path = m_source.file.path, done = std::move(done),
                       life = m_life.watch()]() mutable {
       if (!life.alive()) {
         return;
@@ -104,7 +89,7 @@ void CloudUpstream::fetch_cr_token(engine::UpstreamCallback done)
   request.method = "PUT";
   request.headers = {"Metadata-Flavor: ibm", "Accept: application/json",
                      "Content-Type: application/json"};
-  request.body = imds_token_body(m_options.token_lifetime_s);
+  request.body = imds_token_body(static_cast<int>(m_source.imds.token_lifetime.count()));
   asio::co_spawn(m_io, call(Call::imds_token, std::move(request), std::move(done), m_life.watch()),
                  rethrow);
 }
@@ -116,13 +101,13 @@ void CloudUpstream::exchange(const engine::ProfileTarget& profile, const Secret&
   // reference to the caller's Secret; the client wipes it after the transfer.
   HttpRequest request;
   Call which = Call::iam_token;
-  if (m_options.exchange == ExchangeType::iam) {
+  if (m_exchange == config::Exchange::iam) {
     request.method = "POST";
-    request.url = m_options.iam_endpoint + "/identity/token";
+    request.url = m_iam_endpoint + "/identity/token";
     request.headers = {"Content-Type: application/x-www-form-urlencoded", "Accept: application/json"};
     request.body = iam_exchange_body(cr_token, profile);
-    request.timeout = m_options.timeout;
-    request.connect_timeout = m_options.connect_timeout;
+    request.timeout = m_timeout;
+    request.connect_timeout = m_connect_timeout;
     request.use_proxy = true;
   } else {
     which = Call::imds_iam_token;
@@ -152,8 +137,8 @@ asio::awaitable<void> CloudUpstream::call(Call which, HttpRequest request,
     const std::string url = request.url;
     const auto started = std::chrono::steady_clock::now();
     HttpResult reply = co_await m_http.request(std::move(request));
-    if (m_options.observer != nullptr) {
-      m_options.observer->on_request(observed(which, reply, std::chrono::steady_clock::now() - started));
+    if (m_observer != nullptr) {
+      m_observer->on_request(observed(which, reply, std::chrono::steady_clock::now() - started));
     }
     result = result_of(which, url, std::move(reply));
   } catch (const std::exception& e) {
@@ -190,7 +175,7 @@ engine::UpstreamResult CloudUpstream::result_of(Call which, const std::string& u
       error.message = fmt::format("{} ({}: {})", k_imds_silent, call_name(which), reply.error().message);
     } else if (error.failure == Failure::timeout) {
       error.message = fmt::format("{} did not answer within {} ms ({})", call_name(which),
-                                  m_options.timeout.count(), reply.error().message);
+                                  m_timeout.count(), reply.error().message);
     } else {
       error.message = fmt::format("{} request failed: {}", call_name(which), reply.error().message);
     }
@@ -208,6 +193,12 @@ engine::UpstreamResult CloudUpstream::result_of(Call which, const std::string& u
   }
   const ReplyHeaders headers{response.retry_after, response.request_id, response.location};
   return tl::unexpected(parse_error_reply(which, status, response.body, headers, unix_now()));
+}
+
+bool same_upstream(const config::Config& a, const config::Config& b)
+{
+  return a.source == b.source && a.exchange == b.exchange && a.iam == b.iam &&
+         a.refresh.timeout == b.refresh.timeout && a.refresh.connect_timeout == b.refresh.connect_timeout;
 }
 
 } // namespace iamtok::upstream

@@ -4,6 +4,7 @@
 // projected token file, exchanged for access tokens at IAM or at IMDS
 // (docs/upstream.md). Requests run as coroutines on the io_context.
 
+#include "daemon/config/config.hpp"
 #include "daemon/engine/ports.hpp"
 #include "daemon/upstream/http_client.hpp"
 #include "daemon/upstream/observer.hpp"
@@ -19,30 +20,16 @@
 
 namespace iamtok::upstream {
 
-enum class SourceType { imds, file };
-enum class ExchangeType { iam, imds };
-
-// What the upstream needs to know; the app fills it from the config.
-struct Options
-{
-  SourceType source = SourceType::imds;
-  std::string imds_endpoint = "http://169.254.169.254"; // no trailing path
-  std::string imds_version = "2025-08-26";              // or "2022-03-01"
-  int token_lifetime_s = 300;                           // asked of IMDS: 5-3600
-  std::string file_path; // file source; empty: the first default path that exists
-  ExchangeType exchange = ExchangeType::iam;
-  std::string iam_endpoint = "https://iam.cloud.ibm.com";
-  std::chrono::milliseconds timeout{10'000};        // whole request (refresh.timeout_s)
-  std::chrono::milliseconds connect_timeout{2'000}; // TCP/TLS connect
-  RequestObserver* observer = nullptr; // told of every request's end; must outlive the upstream
-};
-
 class CloudUpstream final : public engine::Upstream
 {
 public:
-  // Throws std::invalid_argument for an unknown imds_version, or for the
-  // imds exchange without the imds source. `io` must outlive this object.
-  CloudUpstream(asio::io_context& io, Options options);
+  // Reads `config`'s source, exchange, iam and refresh.timeout /
+  // refresh.connect_timeout (see same_upstream) as load_config() validated
+  // them (iamtokend.json(5)): a known IMDS version, endpoints without a
+  // trailing slash, the imds exchange only with the imds source. `observer`
+  // (may be null) is told of every request's end; it and `io` must outlive
+  // this object. Throws std::runtime_error if libcurl cannot be set up.
+  CloudUpstream(asio::io_context& io, const config::Config& config, RequestObserver* observer = nullptr);
   // Calls in flight are abandoned: their callbacks are never called.
   ~CloudUpstream() override;
   CloudUpstream(const CloudUpstream&) = delete;
@@ -69,11 +56,21 @@ private:
   static RequestOutcome observed(Call call, const HttpResult& reply, std::chrono::nanoseconds duration);
 
   asio::io_context& m_io;
-  Options m_options;
+  config::SourceConfig m_source;
+  config::Exchange m_exchange;
+  std::string m_iam_endpoint;
+  std::chrono::milliseconds m_timeout;         // whole request
+  std::chrono::milliseconds m_connect_timeout; // TCP/TLS connect
+  RequestObserver* m_observer;
   ImdsPaths m_imds_paths;
   HttpClient m_http;
   // Coroutines not yet started when this object dies check this first.
   util::Life m_life;
 };
+
+// True if CloudUpstreams built from `a` and `b` would be the same: the
+// fields the constructor reads are equal. A reload that changes any of them
+// needs a new upstream.
+bool same_upstream(const config::Config& a, const config::Config& b);
 
 } // namespace iamtok::upstream
