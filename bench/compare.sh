@@ -21,26 +21,9 @@ for b in "${builds[@]}"; do
   done
 done
 
-work=$(mktemp -d /tmp/iamtok-compare.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# wait_for DESCRIPTION TRIES COMMAND...: retries every 20 ms.
-wait_for() {
-  local what=$1 tries=$2; shift 2
-  for ((i = 0; i < tries; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.02
-  done
-  echo "compare.sh: timed out waiting for $what" >&2
-  return 1
-}
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+prog=compare
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # one BUILD TAG: starts sim + daemon of BUILD, runs the load, prints throughput and p99.
 one() {
@@ -69,7 +52,6 @@ JSON
   echo "$(field throughput "$out") $(field p99_us "$out") $(field errors "$out")"
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 : >"$work/a.txt"; : >"$work/b.txt"
 for ((r = 1; r <= runs; r++)); do

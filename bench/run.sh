@@ -51,35 +51,18 @@ get=$build/client/iamtoken-get
 [ -x "$daemon" ] && [ -x "$get" ] || daemon_ready=0
 [ "${BENCH_FLOOR_ONLY:-0}" = 1 ] && daemon_ready=0 # only the floor rows; the rest "pending"
 
-work=$(mktemp -d /tmp/iamtok-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+prog=bench
+# shellcheck source=lib.sh
+source "$root/bench/lib.sh"
 
 # --- helpers ---------------------------------------------------------------
 rows=()
 # row METRIC FIGURE PEER RATIO TARGET MET
 row() { rows+=("| $1 | $2 | $3 | $4 | $5 | $6 |"); }
-# field KEY LINE: a value from an iamtok-bench key=value line.
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 # check EXPR: "met" or "not met" from an awk condition on the figures.
 check() { awk "BEGIN { exit !($1) }" && echo "met" || echo "**not met**"; }
 
-# wait_for DESCRIPTION TRIES COMMAND...: retries every 20 ms.
-wait_for() {
-  local what=$1 tries=$2; shift 2
-  for ((i = 0; i < tries; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.02
-  done
-  echo "run.sh: timed out waiting for $what" >&2
-  return 1
-}
 
 # start_sim NAME ARGS...: starts a simulator, sets sim_pid and sim_url.
 start_sim() {
@@ -306,7 +289,6 @@ fi
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 http_conns=(1 64)
 if [ "$daemon_ready" = 1 ]; then
   start_sim sim7

@@ -84,21 +84,10 @@ chmod 0700 "$work"
 prog=chaos
 # shellcheck source=lib/harness.sh
 source "$root/scripts/lib/harness.sh"
-sim_pid=
-daemon_pid=
-client_pids=()
 
 cleanup() {
-  local pid
-  for pid in "${client_pids[@]}"; do stop_pid "$pid"; done
-  stop_pid "$daemon_pid"
-  stop_pid "$sim_pid"
-  if [[ ${CHAOS_KEEP:-0} == 1 ]]; then
-    rm -f "$work/tokens" "$work/patterns"
-    echo "chaos: kept $work (tokens removed)" >&2
-  else
-    rm -rf "$work"
-  fi
+  stop_started
+  remove_work "${CHAOS_KEEP:-0}" "$work/tokens" "$work/patterns"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -6,6 +6,11 @@
 #   start_limit_s  how long a process may take to start
 #   react_limit_s  how long a process may take to stop or to answer what
 #                  needs no upstream (scheduling on a loaded machine only)
+# It sets sim_pid, daemon_pid and client_pids (empty), which stop_started stops.
+
+sim_pid=
+daemon_pid=
+client_pids=()
 
 now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 
@@ -30,6 +35,27 @@ stop_pid() { # stop_pid PID: SIGTERM, up to react_limit_s, then SIGKILL
   done
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+}
+
+# stop_started: the clients, the daemon, then the simulator.
+stop_started() {
+  local pid
+  for pid in "${client_pids[@]}"; do stop_pid "$pid"; done
+  stop_pid "$daemon_pid"
+  stop_pid "$sim_pid"
+}
+
+# remove_work KEEP TOKEN_FILES...: removes $work; with KEEP=1 keeps it, less
+# the files that hold tokens.
+remove_work() {
+  local keep=$1
+  shift
+  if [[ $keep == 1 ]]; then
+    rm -f "$@"
+    echo "$prog: kept $work (tokens removed)" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 
 # start_sim SIM_BINARY ARGS...: starts iamtoken-sim on an ephemeral loopback
