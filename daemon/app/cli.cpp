@@ -35,14 +35,10 @@ std::string_view option_name(std::string_view arg)
 int check_config(const Options& options)
 {
   const auto loaded = config::load_config(options.config_path);
-  if (!loaded) {
-    for (const auto& problem : loaded.error()) {
-      fmt::print(stderr, "{}\n", config::to_string(problem));
-    }
+  if (!config::report(
+        loaded, [](const std::string& line) { fmt::print(stderr, "{}\n", line); },
+        [](const std::string& line) { fmt::print(stderr, "warning: {}\n", line); })) {
     return k_exit_config;
-  }
-  for (const auto& warning : loaded->warnings) {
-    fmt::print(stderr, "warning: {}\n", config::to_string(warning));
   }
   for (const auto& line : config::summary_lines(loaded->config)) {
     fmt::print("{}\n", line);
@@ -152,14 +148,10 @@ int run(const Options& options)
   }
 
   auto loaded = config::load_config(options.config_path);
-  if (!loaded) {
-    for (const auto& problem : loaded.error()) {
-      log::error("invalid configuration: {}", config::to_string(problem));
-    }
+  if (!config::report(
+        loaded, [](const std::string& line) { log::error("invalid configuration: {}", line); },
+        [](const std::string& line) { log::warn("configuration: {}", line); })) {
     return k_exit_config;
-  }
-  for (const auto& warning : loaded->warnings) {
-    log::warn("configuration: {}", config::to_string(warning));
   }
   return run_daemon(options, std::move(loaded->config));
 }

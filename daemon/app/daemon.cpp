@@ -495,16 +495,12 @@ private:
     notify::reloading();
     log::info("reloading {}", m_options.config_path);
     auto loaded = config::load_config(m_options.config_path);
-    if (!loaded) {
-      for (const auto& problem : loaded.error()) {
-        log::error("reload: {}", config::to_string(problem));
-      }
+    if (!config::report(
+          loaded, [](const std::string& line) { log::error("reload: {}", line); },
+          [](const std::string& line) { log::warn("configuration: {}", line); })) {
       log::error("reload failed: keeping the previous configuration");
       notify::ready(m_status_text);
       return;
-    }
-    for (const auto& warning : loaded->warnings) {
-      log::warn("configuration: {}", config::to_string(warning));
     }
     config::Config next = std::move(loaded->config);
     // A changed source, exchange, endpoint or timeout gets a new upstream;

@@ -2,8 +2,14 @@
 
 // The daemon's configuration (iamtokend.json(5)): the values, their defaults, and a
 // loader that validates a JSON document and reports every problem at once,
-// each with its JSON path. Pure apart from reading the file and resolving
-// user and group names through an injectable NameResolver.
+// each with its JSON path. parse_config is pure apart from resolving user and
+// group names through an injectable NameResolver (names.hpp); load_config
+// also reads the file, and resolve_cr_token_path looks for files. Endpoint
+// URLs and listen addresses are parsed in url.hpp; the section tables and
+// their generic readers are in reader.hpp.
+
+#include "daemon/config/names.hpp"
+#include "daemon/config/url.hpp"
 
 #include <tl/expected.hpp>
 
@@ -12,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -32,21 +39,6 @@ struct Problem
 // "profiles[2].allow.users[0]: unknown user \"bob\"", or the message alone
 // when the path is empty.
 std::string to_string(const Problem& problem);
-
-// Looks up user and group names (getpwnam_r/getgrnam_r by default; tests
-// plug in fake names).
-class NameResolver
-{
-public:
-  virtual ~NameResolver() = default;
-  // The uid of user `name`, or nullopt if there is no such user.
-  virtual std::optional<uid_t> user(const std::string& name) const = 0;
-  // The gid of group `name`, or nullopt if there is no such group.
-  virtual std::optional<gid_t> group(const std::string& name) const = 0;
-};
-
-// The system's user and group databases (NSS).
-const NameResolver& system_resolver();
 
 // A user or group name as written in the config and the id it resolved to.
 struct NamedId
@@ -135,17 +127,6 @@ struct RefreshConfig
   friend bool operator==(const RefreshConfig&, const RefreshConfig&) = default;
 };
 
-// One address of the HTTP endpoint: a loopback literal and a port.
-struct HttpListen
-{
-  std::string address; // "127.0.0.1", "::1" (no brackets)
-  std::uint16_t port = 0; // 0: an ephemeral port, chosen at bind and logged
-  friend bool operator==(const HttpListen&, const HttpListen&) = default;
-};
-
-// "127.0.0.1:8911", "[::1]:8911".
-std::string to_string(const HttpListen& listen);
-
 // The loopback HTTP endpoint for IBM SDKs (docs/http.md); off when the
 // config has no "http" section.
 struct HttpConfig
@@ -154,11 +135,6 @@ struct HttpConfig
   std::uint32_t max_connections = 256;
   friend bool operator==(const HttpConfig&, const HttpConfig&) = default;
 };
-
-// Parses one "listen" entry: "IPv4:PORT" with an address in 127.0.0.0/8, or
-// "[::1]:PORT"; nullopt for anything else (names, other addresses, a missing
-// or bad port).
-std::optional<HttpListen> parse_http_listen(std::string_view text);
 
 struct Config
 {
@@ -202,6 +178,13 @@ tl::expected<Loaded, std::vector<Problem>>
 load_config(const std::string& path, const NameResolver& resolver = system_resolver(),
             uid_t daemon_uid = ::geteuid());
 
+// Passes each problem of a failed load to `problem`, or each warning of a
+// successful one to `warning`, as one line (to_string()); true if `loaded`
+// holds a configuration. The one place the daemon's callers print them.
+using LineSink = std::function<void(const std::string& line)>;
+bool report(const tl::expected<Loaded, std::vector<Problem>>& loaded, const LineSink& problem,
+            const LineSink& warning);
+
 // One line per profile for --check-config: its name, how the trusted profile
 // is identified, and who may use it.
 std::string summary_line(const Profile& profile);
@@ -213,23 +196,5 @@ std::span<const std::string_view> default_cr_token_paths();
 // `file.path` if set, else the first of default_cr_token_paths() that exists;
 // nullopt if none does.
 std::optional<std::string> resolve_cr_token_path(const FileConfig& file);
-
-// A parsed endpoint URL: scheme "http" or "https" (lower case), a host
-// (without brackets for IPv6), a port (0 when absent) and a path ("" or
-// starting with '/').
-struct Url
-{
-  std::string scheme;
-  std::string host;
-  std::uint16_t port = 0;
-  std::string path;
-};
-
-// Parses "scheme://host[:port][/path]"; nullopt for anything else (user
-// info, query, fragment, spaces, an empty host, a bad port).
-std::optional<Url> parse_url(std::string_view text);
-
-// True for "localhost", IPv4 127.0.0.0/8 and IPv6 ::1 (also IPv4-mapped 127/8).
-bool is_loopback_host(std::string_view host);
 
 } // namespace iamtok::config

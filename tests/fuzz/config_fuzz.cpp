@@ -8,7 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -21,29 +23,24 @@ namespace {
 class FakeResolver : public NameResolver
 {
 public:
-  std::optional<uid_t> user(const std::string& name) const override
+  std::optional<uid_t> user(const std::string& name) const override { return find(k_users, name); }
+  std::optional<gid_t> group(const std::string& name) const override { return find(k_groups, name); }
+
+private:
+  struct Entry
   {
-    if (name == "root") {
-      return 0;
-    }
-    if (name == "alice") {
-      return 1000;
-    }
-    if (name == "bob") {
-      return 1001;
-    }
-    return std::nullopt;
-  }
-  std::optional<gid_t> group(const std::string& name) const override
+    std::string_view name;
+    std::uint32_t id;
+  };
+  static constexpr Entry k_users[] = {{"root", 0}, {"alice", 1000}, {"bob", 1001}};
+  static constexpr Entry k_groups[] = {{"root", 0}, {"iamtok", 990}, {"developers", 2000}};
+
+  static std::optional<std::uint32_t> find(std::span<const Entry> entries, const std::string& name)
   {
-    if (name == "root") {
-      return 0;
-    }
-    if (name == "iamtok") {
-      return 990;
-    }
-    if (name == "developers") {
-      return 2000;
+    for (const auto& entry : entries) {
+      if (entry.name == name) {
+        return entry.id;
+      }
     }
     return std::nullopt;
   }

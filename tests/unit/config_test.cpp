@@ -1,4 +1,5 @@
 #include "daemon/config/config.hpp"
+#include "daemon/config/reader.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <simdjson.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -723,4 +725,158 @@ TEST_CASE("the VSI and pod examples are valid")
   REQUIRE(pod);
   CHECK(pod->config.source.type == SourceType::file);
   CHECK(pod->config.source.file.path == "/var/run/secrets/tokens/sa-token");
+}
+
+// The generic readers and section tables of daemon/config/reader.hpp.
+
+namespace {
+
+// One parsed JSON value for a reader.
+struct Json
+{
+  explicit Json(std::string_view text) : padded(text) { REQUIRE(parser.parse(padded).get(root) == simdjson::SUCCESS); }
+  simdjson::padded_string padded;
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+};
+
+std::vector<std::string> printed(const read::Reader& reader)
+{
+  std::vector<std::string> out;
+  for (const auto& found : reader.problems()) {
+    out.push_back(to_string(found));
+  }
+  return out;
+}
+
+struct Sample
+{
+  std::int64_t count = 7;
+  std::string label;
+};
+
+const read::Key<Sample> k_sample_keys[] = {
+  read::key("count", &Sample::count, read::Integer<>{1, 10}),
+  read::key("label", &Sample::label, read::string, "is required (a label)"),
+};
+
+} // namespace
+
+TEST_CASE("a section table reads its keys, rejects every other key at its path and reports missing required keys")
+{
+  const Json json(R"({"colour": 1, "count": 3, "nested": {"label": "x"}, "label ": "y"})");
+  read::Reader reader(k_names);
+  Sample out;
+  read::read_fields<Sample>(reader, json.root.get_object().value_unsafe(), "top", k_sample_keys, out);
+  CHECK(out.count == 3);
+  CHECK(out.label.empty());
+  CHECK(printed(reader) == std::vector<std::string>{"top.colour: unknown key", "top.nested: unknown key",
+                                                    R"(top.<key>: unknown key "label ")",
+                                                    "top.label: is required (a label)"});
+  CHECK(reader.has("top.count"));
+  CHECK(!reader.has("top.colour"));
+  CHECK(!reader.has("top.label"));
+}
+
+TEST_CASE("a section reader needs an object and leaves absent keys at their defaults")
+{
+  const read::Section<Sample> section{k_sample_keys};
+  read::Reader reader(k_names);
+  CHECK(!section(reader, Json("[]").root, "s"));
+  const auto got = section(reader, Json(R"({"label": "a", "count": 11})").root, "t");
+  REQUIRE(got);
+  CHECK(got->label == "a");
+  CHECK(got->count == 7);
+  CHECK(printed(reader) == std::vector<std::string>{"s: must be an object", "t.count: must be between 1 and 10 (is 11)"});
+  CHECK(!reader.has("s"));
+  CHECK(reader.has("t"));
+  CHECK(reader.has("t.label"));
+}
+
+TEST_CASE("a one-of reader names its choices in table order")
+{
+  enum class Colour { red, green, blue };
+  const read::Choice<Colour> colours[] = {{"red", Colour::red}, {"green", Colour::green}, {"blue", Colour::blue}};
+  const read::OneOf<Colour> colour{colours};
+  read::Reader reader(k_names);
+  CHECK(colour(reader, Json(R"("green")").root, "c") == Colour::green);
+  CHECK(!colour(reader, Json(R"("Green")").root, "c"));
+  CHECK(!colour(reader, Json("1").root, "c"));
+  CHECK(printed(reader)
+        == std::vector<std::string>{R"(c: must be "red", "green" or "blue" (is "Green"))", "c: must be a string"});
+  const std::string_view two[] = {"a", "b"};
+  CHECK(read::one_of_message(two, "c\n") == R"(must be "a" or "b" (is "c\n"))");
+}
+
+TEST_CASE("an endpoint reader applies its scheme rule and drops trailing slashes")
+{
+  const read::Endpoint any{read::Schemes::http_or_https};
+  const read::Endpoint https{read::Schemes::https_unless_loopback};
+  read::Reader reader(k_names);
+  CHECK(any(reader, Json(R"("http://10.0.0.1/x//")").root, "e") == "http://10.0.0.1/x");
+  CHECK(https(reader, Json(R"("http://127.0.0.1/")").root, "e") == "http://127.0.0.1");
+  CHECK(https(reader, Json(R"("HTTPS://iam.example.com")").root, "e") == "HTTPS://iam.example.com");
+  CHECK(reader.problems().empty());
+  CHECK(!https(reader, Json(R"("http://10.0.0.1")").root, "e"));
+  CHECK(!any(reader, Json(R"("10.0.0.1")").root, "e"));
+  CHECK(printed(reader)
+        == std::vector<std::string>{R"(e: must use https:// unless the host is loopback (is "http://10.0.0.1"))",
+                                    "e: must be an http:// or https:// URL with a host, an optional port and path, "
+                                    R"(and no query (is "10.0.0.1"))"});
+}
+
+TEST_CASE("a list reader reads each entry at its index and leaves out the entries with problems")
+{
+  const read::ListOf numbers{read::Integer<int>{0, 5}};
+  read::Reader reader(k_names);
+  CHECK(numbers(reader, Json(R"([1, 9, "x", 3])").root, "l") == std::vector<int>{1, 3});
+  CHECK(numbers(reader, Json("[]").root, "l") == std::vector<int>{});
+  CHECK(!numbers(reader, Json("{}").root, "m"));
+  CHECK(printed(reader) == std::vector<std::string>{"l[1]: must be between 0 and 5 (is 9)", "l[2]: must be an integer",
+                                                    "m: must be an array"});
+
+  read::Reader strict(k_names);
+  std::vector<std::string> paths;
+  const auto each = [&](simdjson::dom::element, const std::string& at) { paths.push_back(at); };
+  CHECK(!read::for_each_item(strict, Json("[]").root, "n", "must list at least one", each));
+  CHECK(read::for_each_item(strict, Json("[0, 0]").root, "n", "must list at least one", each));
+  CHECK(paths == std::vector<std::string>{"n[0]", "n[1]"});
+  CHECK(printed(strict) == std::vector<std::string>{"n: must list at least one"});
+}
+
+TEST_CASE("user and group name readers resolve through the reader's resolver")
+{
+  read::Reader reader(k_names);
+  CHECK(read::user_name(reader, Json(R"("svc")").root, "u") == NamedId{"svc", 1001});
+  CHECK(read::group_name(reader, Json(R"("ops")").root, "g") == NamedId{"ops", 2000});
+  CHECK(!read::user_name(reader, Json(R"("ops")").root, "u"));
+  CHECK(!read::group_name(reader, Json(R"("svc")").root, "g"));
+  CHECK(!read::group_name(reader, Json(R"("")").root, "g"));
+  CHECK(printed(reader) == std::vector<std::string>{R"(u: unknown user "ops")", R"(g: unknown group "svc")",
+                                                    "g: must not be empty"});
+}
+
+TEST_CASE("report passes each problem of a failed load, or each warning of a good one, as one line")
+{
+  TempDir dir;
+  std::vector<std::string> problem_lines;
+  std::vector<std::string> warning_lines;
+  const auto to = [](std::vector<std::string>& lines) {
+    return [&lines](const std::string& line) { lines.push_back(line); };
+  };
+  const auto bad = load_config(dir.write("bad.json", R"({"socket": {"mode": "9"}, "profiles": []})"), k_names);
+  CHECK(!report(bad, to(problem_lines), to(warning_lines)));
+  CHECK(problem_lines == std::vector<std::string>{R"(socket.mode: must be octal digits like "0660" (is "9"))",
+                                                  "profiles: must list at least one profile"});
+  CHECK(warning_lines.empty());
+
+  problem_lines.clear();
+  const auto good = load_config(
+    dir.write("good.json", R"({"exchange": "iam", "profiles": [{"name": "p", "profile_id": "a"}]})", 0666), k_names,
+    ::geteuid());
+  CHECK(report(good, to(problem_lines), to(warning_lines)));
+  CHECK(problem_lines.empty());
+  REQUIRE(warning_lines.size() == 2);
+  CHECK(warning_lines[0].starts_with("exchange: \"iam\" with an imds source"));
+  CHECK(warning_lines[1].find(": is writable by group or others (mode 0666)") != std::string::npos);
 }
