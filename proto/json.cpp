@@ -199,6 +199,44 @@ std::string quoted(std::string_view text)
   return out;
 }
 
+void ObjectWriter::begin_member(std::string_view key)
+{
+  if (m_out.size() > 1) {
+    m_out.push_back(',');
+  }
+  append_quoted(m_out, key);
+  m_out.push_back(':');
+}
+
+ObjectWriter& ObjectWriter::string(std::string_view key, std::string_view value)
+{
+  begin_member(key);
+  append_quoted(m_out, value);
+  return *this;
+}
+
+ObjectWriter& ObjectWriter::boolean(std::string_view key, bool value)
+{
+  begin_member(key);
+  m_out.append(value ? "true" : "false");
+  return *this;
+}
+
+ObjectWriter& ObjectWriter::raw(std::string_view key, std::string_view json)
+{
+  begin_member(key);
+  m_out.append(json);
+  return *this;
+}
+
+std::string ObjectWriter::finish()
+{
+  std::string out = std::move(m_out);
+  out.push_back('}');
+  m_out.clear();
+  return out;
+}
+
 std::string_view describe_error(simdjson::error_code error) noexcept
 {
   switch (error) {

@@ -2,12 +2,14 @@
 
 // Shared JSON helpers: whole-document parsing with simdjson's DOM API (which
 // validates everything, unlike On-Demand), duplicate-key detection, and
-// output escaping. Used by the protocol codec, the config loader, the
-// upstream reply parsers and the simulator.
+// output escaping with a small object writer. Used by the protocol codec,
+// the config loader, the upstream reply parsers and the simulator.
 
 #include <simdjson.h>
 #include <tl/expected.hpp>
 
+#include <charconv>
+#include <concepts>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +25,39 @@ bool is_valid_utf8(std::string_view text) noexcept;
 // becomes U+FFFD, so the output is always valid UTF-8.
 void append_quoted(std::string& out, std::string_view text);
 std::string quoted(std::string_view text);
+
+// Builds the text of one JSON object, members in the order they are added,
+// without whitespace: ObjectWriter().string("a", "x").integer("n", 1).finish()
+// is {"a":"x","n":1}, and an object with no member is {}. Keys and string
+// values are quoted by append_quoted; raw() appends a value that is already
+// JSON text (a nested object from another writer, an array) as it is given.
+// Nothing checks that keys are distinct.
+class ObjectWriter
+{
+public:
+  ObjectWriter& string(std::string_view key, std::string_view value);
+  ObjectWriter& boolean(std::string_view key, bool value);
+  ObjectWriter& raw(std::string_view key, std::string_view json);
+
+  template<std::integral T>
+    requires(!std::same_as<T, bool>)
+  ObjectWriter& integer(std::string_view key, T value)
+  {
+    char digits[24]; // 20 for the longest 64-bit value, sign included
+    const char* end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+    return raw(key, std::string_view(digits, static_cast<std::size_t>(end - digits)));
+  }
+
+  // The object's text, closing brace included. Call it once: it takes the
+  // text out of the writer.
+  std::string finish();
+
+private:
+  // Appends the separator (from the second member on), the quoted key and ':'.
+  void begin_member(std::string_view key);
+
+  std::string m_out = "{";
+};
 
 // A short, fixed description of a simdjson error ("syntax error", "invalid
 // UTF-8", "nested too deeply", ...); never contains input.

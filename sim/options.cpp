@@ -1,5 +1,7 @@
 #include "sim/options.hpp"
 
+#include "util/expected.hpp"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
@@ -96,6 +98,15 @@ tl::expected<Options, std::string> parse_options(std::span<const std::string_vie
       return args[++i];
     };
     const auto missing = [&] { return tl::unexpected(fmt::format("{}: missing value", arg)); };
+    // The option's value as a number in [lo, hi], or the message "<option>: <what>".
+    const auto number = [&]<typename T>(T lo, T hi, std::string_view what) -> tl::expected<T, std::string> {
+      const auto v = value();
+      const auto n = v ? parse_number<T>(*v, lo, hi) : std::nullopt;
+      if (!n) {
+        return tl::unexpected(fmt::format("{}: {}", arg, what));
+      }
+      return *n;
+    };
 
     if (arg == "--help" || arg == "-h") {
       options.help = true;
@@ -134,26 +145,14 @@ tl::expected<Options, std::string> parse_options(std::span<const std::string_vie
       }
       default_profile = std::string(*v);
     } else if (arg == "--iam-lifetime") {
-      const auto v = value();
-      const auto n = v ? parse_number<std::int64_t>(*v, 1, 86400) : std::nullopt;
-      if (!n) {
-        return tl::unexpected(std::string("--iam-lifetime: seconds from 1 to 86400"));
-      }
-      options.sim.iam_lifetime = std::chrono::seconds(*n);
+      IAMTOK_TRY_ASSIGN(seconds, number(std::int64_t{1}, std::int64_t{86400}, "seconds from 1 to 86400"));
+      options.sim.iam_lifetime = std::chrono::seconds(seconds);
     } else if (arg == "--latency-ms") {
-      const auto v = value();
-      const auto n = v ? parse_number<std::int64_t>(*v, 0, 600000) : std::nullopt;
-      if (!n) {
-        return tl::unexpected(std::string("--latency-ms: milliseconds from 0 to 600000"));
-      }
-      options.sim.latency = std::chrono::milliseconds(*n);
+      IAMTOK_TRY_ASSIGN(ms, number(std::int64_t{0}, std::int64_t{600000}, "milliseconds from 0 to 600000"));
+      options.sim.latency = std::chrono::milliseconds(ms);
     } else if (arg == "--seed") {
-      const auto v = value();
-      const auto n = v ? parse_number<std::uint64_t>(*v, 0, UINT64_MAX) : std::nullopt;
-      if (!n) {
-        return tl::unexpected(std::string("--seed: a non-negative integer"));
-      }
-      options.sim.seed = *n;
+      IAMTOK_TRY_ASSIGN(seed, number(std::uint64_t{0}, UINT64_MAX, "a non-negative integer"));
+      options.sim.seed = seed;
       options.seed_given = true;
     } else {
       return tl::unexpected(fmt::format("unknown option {}", arg.substr(0, 64)));

@@ -172,7 +172,7 @@ asio::awaitable<void> Server::session(tcp::socket socket)
     }
     Response response;
     response.status = event.status;
-    response.body = "{\"error\":" + json::quoted(event.message) + "}";
+    response.body = json::ObjectWriter().string("error", event.message).finish();
     return response;
   };
   co_await http::serve(socket, options, handler, on_error);

@@ -105,6 +105,10 @@ struct Stats
 
 using WallClock = std::function<std::chrono::system_clock::time_point()>;
 
+// The request being handled, with its start time and request id
+// (sim/context.hpp, internal to the simulator's service files).
+struct RequestContext;
+
 class Simulator
 {
 public:
@@ -127,18 +131,13 @@ public:
   void reset_stats();
 
 private:
-  struct Context;
-
+  // The services, one file each: sim/control.cpp, sim/imds.cpp, sim/iam.cpp.
   Action handle_control(const Request& request);
-  // The checks both IMDS calls share, in order: method, `version`, the
-  // path's API generation, Metadata-Flavor. The error reply, or nullopt.
-  std::optional<Response> check_imds(const Request& request, Context& ctx, std::string_view method,
-                                     bool flavor_required);
-  Response handle_imds_token(const Request& request, Context& ctx);
-  Response handle_imds_iam_token(const Request& request, Context& ctx);
-  Response handle_iam(const Request& request, Context& ctx);
+  Response handle_imds_token(const Request& request, RequestContext& ctx);
+  Response handle_imds_iam_token(const Request& request, RequestContext& ctx);
+  Response handle_iam(const Request& request, RequestContext& ctx);
   std::optional<FaultRule> take_fault(Target target);
-  Response fault_response(Target target, int status, Context& ctx);
+  Response fault_response(Target target, int status, RequestContext& ctx);
 
   std::string uuid();
   std::int64_t now_unix() const;

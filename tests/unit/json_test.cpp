@@ -2,10 +2,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 
 using iamtok::json::append_quoted;
+using iamtok::json::ObjectWriter;
 using iamtok::json::find_duplicate_key;
 using iamtok::json::is_valid_utf8;
 using iamtok::json::parse_document;
@@ -97,6 +100,71 @@ TEST_CASE("a byte that needs care is found at every position of a long plain run
       REQUIRE(json::quoted(text) == "\"" + std::string(at, 'x') + middle + std::string(23 - at, 'x') + "\"");
     }
   }
+}
+
+TEST_CASE("ObjectWriter writes an object with no member as {}")
+{
+  CHECK(ObjectWriter().finish() == "{}");
+}
+
+TEST_CASE("ObjectWriter keeps members in the order given, without whitespace")
+{
+  ObjectWriter writer;
+  writer.string("b", "x").string("a", "y").string("c", "");
+  CHECK(writer.finish() == R"({"b":"x","a":"y","c":""})");
+}
+
+TEST_CASE("ObjectWriter escapes quotes, backslashes and control characters in values and keys")
+{
+  ObjectWriter writer;
+  writer.string("q", "say \"hi\"")
+    .string("b", "a\\b")
+    .string("c", "line\nnext\t\x01\x1f\x7f")
+    .string("nul", std::string_view("a\0b", 3))
+    .string("k\"\n", "v");
+  CHECK(writer.finish()
+        == R"({"q":"say \"hi\"","b":"a\\b","c":"line\nnext\t\u0001\u001f\u007f","nul":"a\u0000b","k\"\n":"v"})");
+}
+
+TEST_CASE("ObjectWriter keeps non-ASCII UTF-8 and replaces invalid bytes with U+FFFD")
+{
+  ObjectWriter writer;
+  writer.string("caf\xC3\xA9", "\xE2\x82\xAC \xF0\x9F\x98\x80").string("bad", "a\xFFz");
+  const std::string text = writer.finish();
+  CHECK(text == "{\"caf\xC3\xA9\":\"\xE2\x82\xAC \xF0\x9F\x98\x80\",\"bad\":\"a\xEF\xBF\xBDz\"}");
+  CHECK(is_valid_utf8(text));
+}
+
+TEST_CASE("ObjectWriter writes integers of every width and sign, and booleans")
+{
+  ObjectWriter writer;
+  writer.integer("zero", 0)
+    .integer("int", -42)
+    .integer("min", std::numeric_limits<std::int64_t>::min())
+    .integer("max", std::numeric_limits<std::uint64_t>::max())
+    .integer("short", static_cast<unsigned short>(65535))
+    .boolean("yes", true)
+    .boolean("no", false);
+  CHECK(writer.finish()
+        == R"({"zero":0,"int":-42,"min":-9223372036854775808,"max":18446744073709551615,"short":65535,)"
+           R"("yes":true,"no":false})");
+}
+
+TEST_CASE("ObjectWriter nests raw JSON values such as another writer's object and an array")
+{
+  ObjectWriter inner;
+  inner.string("name", "reader").integer("n", 1);
+  ObjectWriter outer;
+  outer.raw("profile", inner.finish()).raw("list", "[1,2]").raw("empty", ObjectWriter().finish()).string("after", "x");
+  const std::string text = outer.finish();
+  CHECK(text == R"({"profile":{"name":"reader","n":1},"list":[1,2],"empty":{},"after":"x"})");
+
+  simdjson::dom::parser parser;
+  auto root = parse_document(parser, text);
+  REQUIRE(root);
+  std::string_view name;
+  REQUIRE(root->at_pointer("/profile/name").get(name) == simdjson::SUCCESS);
+  CHECK(name == "reader");
 }
 
 TEST_CASE("is_valid_utf8 rejects overlongs, surrogates and code points past U+10FFFF")

@@ -107,6 +107,15 @@ std::string error_code(const Response& response)
   return body.has("/errorCode") ? body.string("/errorCode") : body.string("/errors/0/code");
 }
 
+// The reply IAM gives a CR token it does not accept: 401 BXNIM0407E, with
+// `details` as errorDetails.
+void check_cr_token_rejected(const Response& response, std::string_view details)
+{
+  CHECK(response.status == 401);
+  CHECK(error_code(response) == "BXNIM0407E");
+  CHECK(Body(response.body).string("/errorDetails") == details);
+}
+
 struct Fixture
 {
   FakeClock clock;
@@ -569,10 +578,7 @@ TEST_CASE("IAM rejects an expired identity token as CR token", "[sim][iam]")
   f.clock.now += 4s;
   CHECK(f.respond(iam_request(f.iam_form(token, "profile_name=reader"))).status == 200);
   f.clock.now += 1s;
-  const auto response = f.respond(iam_request(f.iam_form(token, "profile_name=reader")));
-  CHECK(response.status == 401);
-  CHECK(error_code(response) == "BXNIM0407E");
-  CHECK(Body(response.body).string("/errorDetails") == "token expired");
+  check_cr_token_rejected(f.respond(iam_request(f.iam_form(token, "profile_name=reader"))), "token expired");
 }
 
 TEST_CASE("IAM rejects its own access token as CR token", "[sim][iam]")
@@ -580,10 +586,8 @@ TEST_CASE("IAM rejects its own access token as CR token", "[sim][iam]")
   Fixture f;
   const auto first = f.respond(iam_request(f.iam_form(f.identity_token(), "profile_name=reader")));
   const auto access = Body(first.body).string("/access_token");
-  const auto response = f.respond(iam_request(f.iam_form(access, "profile_name=reader")));
-  CHECK(response.status == 401);
-  CHECK(error_code(response) == "BXNIM0407E");
-  CHECK(Body(response.body).string("/errorDetails") == "an IAM access token is not a CR token");
+  check_cr_token_rejected(f.respond(iam_request(f.iam_form(access, "profile_name=reader"))),
+                          "an IAM access token is not a CR token");
 }
 
 TEST_CASE("error replies never echo the CR token", "[sim][iam]")
@@ -839,4 +843,34 @@ TEST_CASE("the redirect, html and short_jwt faults answer as documented", "[sim]
   const auto whole = verify_token(TokenKind::access, next.string("/access_token"), unix_seconds(f.clock.now));
   REQUIRE(whole.has_value());
   CHECK(whole->exp - whole->iat == 3600);
+}
+
+// ---------------------------------------------------------------------------
+// Reply bytes (the daemon's parsers and the SDK tests read them as they are)
+
+TEST_CASE("error, stats and control replies keep their exact bytes", "[sim]")
+{
+  // The first request id of seed 1; each reply comes from a fresh simulator.
+  const std::string trace = "2245bd5f-bb68-4f68-a2eb-92502318fa4e";
+  CHECK(Fixture().respond(make_request("GET", "/nope")).body
+        == R"({"errors":[{"code":"not_found","message":"The requested resource was not found.",)"
+           R"("more_info":"https://cloud.ibm.com/docs/vpc?topic=vpc-imd-about"}],"status_code":404,"trace":")"
+             + trace + "\"}");
+  CHECK(Fixture().respond(imds_token_request("/identity/v1/token?version=2021-01-01", "")).body
+        == R"({"errors":[{"code":"invalid_version_range","message":"The `version` value cannot be before `2022-03-01`.",)"
+           R"("more_info":"https://cloud.ibm.com/docs/vpc?topic=vpc-imd-about",)"
+           R"("target":{"name":"version","type":"parameter","value":"2021-01-01"}}],"status_code":400,"trace":")"
+             + trace + "\"}");
+  CHECK(Fixture().respond(make_request("GET", "/identity/token")).body
+        == R"({"errorCode":"BXNIM0100E","errorMessage":"Method not allowed.","errorDetails":"use POST",)"
+           R"("context":{"requestId":")"
+             + trace
+             + R"(","requestType":"incoming.OIDC_Token","instanceId":"iamtoken-sim","host":"iamtoken-sim",)"
+               R"("clusterName":"iamtoken-sim","locale":"en_US","startTime":"23.11.2026 08:00:00:000 GMT",)"
+               R"("endTime":"23.11.2026 08:00:00:000 GMT","elapsedTime":"0"}})");
+  CHECK(Fixture().respond(make_request("GET", "/sim/stats")).body
+        == R"({"imds_token":0,"imds_iam_token":0,"iam":0,"by_profile":{"Profile-00000000-0000-4000-8000-000000000001":0,)"
+           R"("Profile-00000000-0000-4000-8000-000000000002":0},"connections":0})");
+  CHECK(Fixture().respond(make_request("POST", "/sim/faults", {}, R"({"target":"all","mode":"hang","a b":1})")).body
+        == R"({"error":"unknown field <key>"})");
 }
