@@ -22,6 +22,15 @@ bool holds(const Held* held, std::string_view token)
   return held != nullptr && held->token.expose() == token;
 }
 
+// A cache holding `token`, fetched at k_start for `lifetime`.
+CrCache cached(std::string token, std::chrono::seconds lifetime)
+{
+  CrCache cache;
+  cache.fetch_sent(k_start, k_unix_start);
+  REQUIRE(cache.fetched(issued(std::move(token), lifetime), k_start));
+  return cache;
+}
+
 } // namespace
 
 TEST_CASE("cr cache: a fetched token is held from when the fetch was sent and shared until its margin")
@@ -55,18 +64,14 @@ TEST_CASE("cr cache: a fetched token is held from when the fetch was sent and sh
 
 TEST_CASE("cr cache: a short-lived token is shared while more than half its lifetime is left")
 {
-  CrCache cache;
-  cache.fetch_sent(k_start, k_unix_start);
-  REQUIRE(cache.fetched(issued("cr-1", 40s), k_start));
+  const CrCache cache = cached("cr-1", 40s);
   CHECK(holds(cache.usable(k_start + 19s), "cr-1"));
   CHECK(cache.usable(k_start + 20s) == nullptr);
 }
 
 TEST_CASE("cr cache: a failed fetch drops the cached token and records the failure")
 {
-  CrCache cache;
-  cache.fetch_sent(k_start, k_unix_start);
-  REQUIRE(cache.fetched(issued("cr-1", 300s), k_start));
+  CrCache cache = cached("cr-1", 300s);
   const auto generation = cache.generation();
   cache.fetch_sent(k_start + 250s, k_unix_start + 250);
   const auto fetched = cache.fetched(failed(http_error(500)), k_start + 251s);
@@ -101,9 +106,7 @@ TEST_CASE("cr cache: a reply without a positive lifetime or expired in flight is
 
 TEST_CASE("cr cache: a fetch that forget overtook serves its waiters but is not kept")
 {
-  CrCache cache;
-  cache.fetch_sent(k_start, k_unix_start);
-  REQUIRE(cache.fetched(issued("cr-old", 300s), k_start));
+  CrCache cache = cached("cr-old", 300s);
   cache.fetch_sent(k_start + 250s, k_unix_start + 250);
   cache.forget();
   CHECK(cache.usable(k_start + 250s) == nullptr);
@@ -121,9 +124,7 @@ TEST_CASE("cr cache: a fetch that forget overtook serves its waiters but is not 
 
 TEST_CASE("cr cache: a rejection drops only the token of its generation")
 {
-  CrCache cache;
-  cache.fetch_sent(k_start, k_unix_start);
-  REQUIRE(cache.fetched(issued("cr-1", 300s), k_start));
+  CrCache cache = cached("cr-1", 300s);
   const auto first = cache.generation();
   cache.fetch_sent(k_start + 1s, k_unix_start + 1);
   REQUIRE(cache.fetched(issued("cr-2", 300s), k_start + 1s));
@@ -135,9 +136,7 @@ TEST_CASE("cr cache: a rejection drops only the token of its generation")
 
 TEST_CASE("cr cache: changed drops the token with a new generation and keeps the state")
 {
-  CrCache cache;
-  cache.fetch_sent(k_start, k_unix_start);
-  REQUIRE(cache.fetched(issued("cr-1", 300s), k_start));
+  CrCache cache = cached("cr-1", 300s);
   const auto generation = cache.generation();
   cache.changed();
   CHECK(cache.usable(k_start) == nullptr);

@@ -150,15 +150,6 @@ TEST_CASE("line reader: a partial line is given partial_line_timeout from its fi
   CHECK(reader.partial());
 }
 
-TEST_CASE("line reader: the idle deadline wins when it is sooner than the partial-line one")
-{
-  const LineLimits limits = small_limits();
-  LineReader reader(limits, k_start);
-  reader.append("p");
-  CHECK(reader.wait(k_start + 55s) == k_start + 60s);
-  CHECK(reader.partial());
-}
-
 TEST_CASE("read_deadline is the idle deadline or the sooner partial-line one")
 {
   const LineLimits limits = small_limits();
