@@ -1,6 +1,8 @@
 #include "daemon/engine/engine.hpp"
 
 #include "daemon/engine/backoff.hpp"
+#include "daemon/engine/cr_cache.hpp"
+#include "daemon/engine/held.hpp"
 #include "util/life.hpp"
 
 #include <fmt/format.h>
@@ -74,60 +76,12 @@ std::string_view to_string(Failure failure)
 
 namespace {
 
-// The shared CR token is reused while more than min(60 s, half its lifetime)
-// is left.
-constexpr Duration k_cr_margin_cap = 60s;
-
-// A held token and when it stops being valid (on the Clock).
-struct Held
-{
-  Secret token;
-  TimePoint expiry;
-  Duration lifetime{};
-  // Wall-clock Unix expiry (when the request was sent + lifetime), fixed so
-  // every reply for this token reports the same expires_at.
-  std::int64_t unix_expiry = 0;
-  std::uint64_t generation = 0; // Grant::generation
-};
-
 // Callbacks to run once the engine's state is consistent again.
 using Outbox = std::vector<std::function<void()>>;
-
-// Whole seconds in `d`, rounded down (toward the past for negative spans).
-std::int64_t floor_seconds(Duration d)
-{
-  return std::chrono::floor<std::chrono::seconds>(d).count();
-}
 
 std::int64_t ceil_seconds(Duration d)
 {
   return std::chrono::ceil<std::chrono::seconds>(d).count();
-}
-
-UpstreamError bad_lifetime(std::string_view what)
-{
-  UpstreamError error;
-  error.failure = Failure::malformed;
-  error.message = fmt::format("{} reply has no positive expires_in", what);
-  return error;
-}
-
-UpstreamError expired_in_flight(std::string_view what)
-{
-  UpstreamError error;
-  error.failure = Failure::malformed;
-  error.message = fmt::format("{} had expired by the time the reply arrived", what);
-  return error;
-}
-
-// The smaller of the reply's expires_in and the JWT's exp - iat.
-Duration lifetime_of(const IssuedToken& issued)
-{
-  Duration lifetime = issued.expires_in;
-  if (issued.jwt_lifetime) {
-    lifetime = std::min<Duration>(lifetime, *issued.jwt_lifetime);
-  }
-  return lifetime;
 }
 
 } // namespace
@@ -183,19 +137,6 @@ struct Engine::Impl
     bool retried = false;
   };
 
-  struct CrCache
-  {
-    std::optional<Held> token; // never set for a per-exchange (file) source
-    std::uint64_t generation = 0;
-    bool fetching = false;
-    TimePoint sent_at;          // when the fetch in flight was sent
-    std::int64_t unix_sent = 0;
-    bool discard_fetch = false; // forget_cr_token() ran while fetching
-    std::vector<CrWaiter> waiting;
-    SourceState state = SourceState::pending;
-    std::optional<UpstreamError> last_error;
-  };
-
   struct Watcher
   {
     std::string profile;
@@ -215,6 +156,7 @@ struct Engine::Impl
   std::vector<std::shared_ptr<Profile>> m_profiles; // configuration order
   std::map<std::string, std::shared_ptr<Profile>, std::less<>> m_by_name;
   CrCache m_cr;
+  std::vector<CrWaiter> m_cr_waiting; // the attempts waiting for m_cr's fetch
   std::map<WatchId, Watcher> m_watchers;
   WatchId m_next_watch = 1;
   std::vector<std::function<void()>> m_settled;
@@ -439,15 +381,6 @@ struct Engine::Impl
     acquire_cr_token(p, false);
   }
 
-  bool cr_usable(TimePoint at) const
-  {
-    if (!m_cr.token) {
-      return false;
-    }
-    const Duration margin = std::min(k_cr_margin_cap, m_cr.token->lifetime / 2);
-    return m_cr.token->expiry - at > margin;
-  }
-
   void acquire_cr_token(Profile& p, bool retried)
   {
     CrWaiter waiter{p.weak_from_this(), p.attempt, retried};
@@ -460,7 +393,7 @@ struct Engine::Impl
             return;
           }
           Outbox out2;
-          record_source(result);
+          m_cr.record(result);
           if (const auto sp = live(waiter)) {
             if (result) {
               exchange(*sp, result->token, 0, waiter.retried);
@@ -472,17 +405,15 @@ struct Engine::Impl
         });
       return;
     }
-    if (cr_usable(now())) {
-      exchange(p, m_cr.token->token, m_cr.generation, retried);
+    if (const Held* cr = m_cr.usable(now())) {
+      exchange(p, cr->token, m_cr.generation(), retried);
       return;
     }
-    m_cr.waiting.push_back(std::move(waiter));
-    if (m_cr.fetching) {
+    m_cr_waiting.push_back(std::move(waiter));
+    if (m_cr.fetching()) {
       return;
     }
-    m_cr.fetching = true;
-    m_cr.sent_at = now();
-    m_cr.unix_sent = m_ports.clock.unix_now();
+    m_cr.fetch_sent(now(), m_ports.clock.unix_now());
     ++m_upstream_calls;
     m_ports.upstream.fetch_cr_token([this, life = m_life.watch()](UpstreamResult result) {
       if (!life.alive()) {
@@ -494,51 +425,23 @@ struct Engine::Impl
     });
   }
 
-  void record_source(const UpstreamResult& result)
-  {
-    if (result) {
-      m_cr.state = SourceState::ok;
-      m_cr.last_error.reset();
-    } else {
-      m_cr.state = SourceState::failed;
-      m_cr.last_error = result.error();
-    }
-  }
-
+  // The reply to the CR-token fetch: every attempt waiting for it goes on
+  // with its token, or fails with its error.
   void on_cr_token(UpstreamResult result, Outbox& out)
   {
-    m_cr.fetching = false;
-    if (result && lifetime_of(*result) <= Duration::zero()) {
-      result = tl::unexpected(bad_lifetime("CR token"));
-    }
-    const TimePoint at = now();
-    if (result && m_cr.sent_at + lifetime_of(*result) <= at) {
-      result = tl::unexpected(expired_in_flight("the CR token"));
-    }
-    record_source(result);
-    m_cr.token.reset();
-    if (result) {
-      // Counted from when the request was sent: the reply may have taken a while.
-      const Duration lifetime = lifetime_of(*result);
-      const TimePoint expiry = m_cr.sent_at + lifetime;
-      m_cr.token = Held{std::move(result->token), expiry, lifetime, m_cr.unix_sent + floor_seconds(lifetime)};
-      ++m_cr.generation;
-    }
-    auto waiting = std::move(m_cr.waiting);
-    m_cr.waiting.clear();
+    const auto fetched = m_cr.fetched(std::move(result), now());
+    auto waiting = std::move(m_cr_waiting);
+    m_cr_waiting.clear();
     for (const auto& w : waiting) {
       const auto sp = live(w);
       if (!sp) {
         continue;
       }
-      if (m_cr.token) {
-        exchange(*sp, m_cr.token->token, m_cr.generation, w.retried);
+      if (fetched) {
+        exchange(*sp, fetched->token, fetched->generation, w.retried);
       } else {
-        finish(*sp, tl::unexpected(result.error()), out);
+        finish(*sp, tl::unexpected(fetched.error()), out);
       }
-    }
-    if (std::exchange(m_cr.discard_fetch, false)) {
-      m_cr.token.reset(); // from the source of before a reload: used once, not kept
     }
   }
 
@@ -562,9 +465,7 @@ struct Engine::Impl
         if (!result && result.error().cr_token_rejected) {
           // The CR token itself was refused: drop it (unless another
           // exchange already replaced it).
-          if (m_cr.token && m_cr.generation == generation) {
-            m_cr.token.reset();
-          }
+          m_cr.rejected(generation);
         }
         if (!result && result.error().cr_token_rejected && !waiter.retried) {
           acquire_cr_token(*sp, true); // once, at once, with a fresh one
@@ -583,19 +484,11 @@ struct Engine::Impl
     p.in_flight = false;
     p.finished_any = true;
     const TimePoint at = now();
-    if (result && lifetime_of(*result) <= Duration::zero()) {
-      result = tl::unexpected(bad_lifetime("token"));
-    }
-    if (result && p.sent_at + lifetime_of(*result) <= at) {
-      result = tl::unexpected(expired_in_flight("the token"));
-    }
+    result = checked(std::move(result), "token", p.sent_at, at);
     if (result) {
-      // Counted from when the request was sent, never from the reply's arrival.
-      const Duration lifetime = lifetime_of(*result);
-      const TimePoint expiry = p.sent_at + lifetime;
       // Assigning drops (and wipes) the previous token.
-      p.token = Held{std::move(result->token), expiry, lifetime, p.unix_sent + floor_seconds(lifetime),
-                     ++m_generations};
+      p.token = hold(std::move(*result), p.sent_at, p.unix_sent, ++m_generations);
+      const Duration lifetime = p.token->lifetime;
       ++p.refreshes;
       p.streak = 0;
       p.backing_off = false;
@@ -741,6 +634,128 @@ struct Engine::Impl
     return State::failed;
   }
 
+  // --- the public operations (engine.hpp) ----------------------------------
+
+  void start()
+  {
+    if (m_started || m_stopped) {
+      return;
+    }
+    m_started = true;
+    Outbox out;
+    for (const auto& p : m_profiles) {
+      begin_attempt(*p);
+    }
+    check_settled(out);
+    run(out);
+  }
+
+  void get_token(std::string_view profile, std::optional<std::chrono::seconds> min_valid, TokenCallback done)
+  {
+    auto* p = find(profile);
+    if (p == nullptr) {
+      done(tl::unexpected(unknown_profile(profile)));
+      return;
+    }
+    const Duration want = std::max<Duration>(Duration::zero(), min_valid.value_or(m_settings.min_valid));
+    const TimePoint at = now();
+    if (auto grant = grant_if(*p, want, at)) {
+      done(std::move(*grant));
+      return;
+    }
+    if (m_stopped) {
+      done(tl::unexpected(unavailable(*p, at, "the token engine is stopping")));
+      return;
+    }
+    // Requests never bring a retry forward: wait only for one due soon.
+    if (!p->in_flight && p->backing_off
+        && (!p->attempt_timer.due || *p->attempt_timer.due - at > m_settings.timeout)) {
+      done(tl::unexpected(backing_off_error(*p, at)));
+      return;
+    }
+    p->waiters.push_back(Waiter{want, at + m_settings.timeout, std::move(done)});
+    arm_waiter_timer(*p);
+    if (!p->backing_off) {
+      begin_attempt(*p); // a no-op while one is in flight
+    }
+  }
+
+  WatchId watch(std::string_view profile, TokenCallback on_renewed)
+  {
+    if (find(profile) == nullptr || m_stopped) {
+      return 0;
+    }
+    const WatchId id = m_next_watch++;
+    m_watchers.emplace(id, Watcher{std::string(profile), std::move(on_renewed)});
+    return id;
+  }
+
+  void unwatch(WatchId id) { m_watchers.erase(id); }
+
+  void reconfigure(Settings settings, std::vector<ProfileSpec> profiles)
+  {
+    m_settings = std::move(settings);
+    Outbox out;
+    set_profiles(std::move(profiles), out);
+    run(out);
+  }
+
+  void forget_cr_token() { m_cr.forget(); }
+
+  void cr_token_changed()
+  {
+    if (!m_started || m_stopped) {
+      return;
+    }
+    m_cr.changed();
+    for (const auto& p : m_profiles) {
+      const bool waiting_on_cr_token =
+        p->last_error && (p->last_error->failure == Failure::source || p->last_error->cr_token_rejected);
+      if (p->backing_off && !p->in_flight && waiting_on_cr_token) {
+        begin_attempt(*p); // the upstream never calls back from inside
+      }
+    }
+  }
+
+  void when_settled(std::function<void()> done)
+  {
+    if (m_stopped) {
+      return;
+    }
+    if (settled()) {
+      done();
+      return;
+    }
+    m_settled.push_back(std::move(done));
+  }
+
+  Status status() const
+  {
+    const TimePoint at = now();
+    const std::int64_t unix_now = m_ports.clock.unix_now();
+    Status status;
+    status.upstream_calls = m_upstream_calls;
+    status.source = m_cr.status();
+    status.profiles.reserve(m_profiles.size());
+    for (const auto& p : m_profiles) {
+      ProfileStatus s;
+      s.name = p->spec.name;
+      s.state = state_of(*p, at);
+      if (p->token) {
+        s.expires_at = p->token->unix_expiry;
+      }
+      if (p->attempt_timer.due && !p->in_flight) {
+        s.refresh_at = unix_now + ceil_seconds(*p->attempt_timer.due - at);
+      }
+      s.refreshes = p->refreshes;
+      s.failures = p->failures;
+      s.failures_by = p->failures_by;
+      s.last_error = p->last_error;
+      status.profiles.push_back(std::move(s));
+    }
+    return status;
+  }
+
   void stop()
   {
     m_stopped = true;
@@ -753,9 +768,8 @@ struct Engine::Impl
     }
     m_watchers.clear();
     m_settled.clear();
-    m_cr.waiting.clear();
-    m_cr.fetching = false;
-    m_cr.discard_fetch = false;
+    m_cr_waiting.clear();
+    m_cr.stop();
   }
 };
 
@@ -775,147 +789,48 @@ Engine::~Engine()
 
 void Engine::start()
 {
-  Impl& impl = *m_impl;
-  if (impl.m_started || impl.m_stopped) {
-    return;
-  }
-  impl.m_started = true;
-  Outbox out;
-  for (const auto& p : impl.m_profiles) {
-    impl.begin_attempt(*p);
-  }
-  impl.check_settled(out);
-  impl.run(out);
+  m_impl->start();
 }
 
 void Engine::get_token(std::string_view profile, std::optional<std::chrono::seconds> min_valid,
                        TokenCallback done)
 {
-  Impl& impl = *m_impl;
-  auto* p = impl.find(profile);
-  if (p == nullptr) {
-    done(tl::unexpected(Impl::unknown_profile(profile)));
-    return;
-  }
-  const Duration want = std::max<Duration>(Duration::zero(),
-                                           min_valid.value_or(impl.m_settings.min_valid));
-  const TimePoint at = impl.now();
-  if (auto grant = impl.grant_if(*p, want, at)) {
-    done(std::move(*grant));
-    return;
-  }
-  if (impl.m_stopped) {
-    done(tl::unexpected(impl.unavailable(*p, at, "the token engine is stopping")));
-    return;
-  }
-  // Requests never bring a retry forward: wait only for one due soon.
-  if (!p->in_flight && p->backing_off
-      && (!p->attempt_timer.due || *p->attempt_timer.due - at > impl.m_settings.timeout)) {
-    done(tl::unexpected(impl.backing_off_error(*p, at)));
-    return;
-  }
-  p->waiters.push_back(Impl::Waiter{want, at + impl.m_settings.timeout, std::move(done)});
-  impl.arm_waiter_timer(*p);
-  if (!p->backing_off) {
-    impl.begin_attempt(*p); // a no-op while one is in flight
-  }
+  m_impl->get_token(profile, min_valid, std::move(done));
 }
 
 WatchId Engine::watch(std::string_view profile, TokenCallback on_renewed)
 {
-  Impl& impl = *m_impl;
-  if (impl.find(profile) == nullptr || impl.m_stopped) {
-    return 0;
-  }
-  const WatchId id = impl.m_next_watch++;
-  impl.m_watchers.emplace(id, Impl::Watcher{std::string(profile), std::move(on_renewed)});
-  return id;
+  return m_impl->watch(profile, std::move(on_renewed));
 }
 
 void Engine::unwatch(WatchId id)
 {
-  m_impl->m_watchers.erase(id);
+  m_impl->unwatch(id);
 }
 
 void Engine::reconfigure(Settings settings, std::vector<ProfileSpec> profiles)
 {
-  Impl& impl = *m_impl;
-  impl.m_settings = std::move(settings);
-  Outbox out;
-  impl.set_profiles(std::move(profiles), out);
-  impl.run(out);
+  m_impl->reconfigure(std::move(settings), std::move(profiles));
 }
 
 void Engine::forget_cr_token()
 {
-  Impl& impl = *m_impl;
-  impl.m_cr.token.reset();
-  ++impl.m_cr.generation;
-  impl.m_cr.discard_fetch = impl.m_cr.fetching;
-  impl.m_cr.state = SourceState::pending;
-  impl.m_cr.last_error.reset();
+  m_impl->forget_cr_token();
 }
 
 void Engine::cr_token_changed()
 {
-  Impl& impl = *m_impl;
-  if (!impl.m_started || impl.m_stopped) {
-    return;
-  }
-  impl.m_cr.token.reset(); // a cached one (never kept for a file source anyway)
-  ++impl.m_cr.generation;
-  for (const auto& p : impl.m_profiles) {
-    const bool waiting_on_cr_token =
-      p->last_error && (p->last_error->failure == Failure::source || p->last_error->cr_token_rejected);
-    if (p->backing_off && !p->in_flight && waiting_on_cr_token) {
-      impl.begin_attempt(*p); // the upstream never calls back from inside
-    }
-  }
+  m_impl->cr_token_changed();
 }
 
 void Engine::when_settled(std::function<void()> done)
 {
-  Impl& impl = *m_impl;
-  if (impl.m_stopped) {
-    return;
-  }
-  if (impl.settled()) {
-    done();
-    return;
-  }
-  impl.m_settled.push_back(std::move(done));
+  m_impl->when_settled(std::move(done));
 }
 
 Status Engine::status() const
 {
-  const Impl& impl = *m_impl;
-  const TimePoint at = impl.now();
-  const std::int64_t unix_now = impl.m_ports.clock.unix_now();
-  Status status;
-  status.upstream_calls = impl.m_upstream_calls;
-  status.source.state = impl.m_cr.state;
-  status.source.last_error = impl.m_cr.last_error;
-  if (impl.m_cr.token) {
-    status.source.expires_at = impl.m_cr.token->unix_expiry;
-  }
-  status.profiles.reserve(impl.m_profiles.size());
-  for (const auto& p : impl.m_profiles) {
-    ProfileStatus s;
-    s.name = p->spec.name;
-    s.state = impl.state_of(*p, at);
-    if (p->token) {
-      s.expires_at = p->token->unix_expiry;
-    }
-    if (p->attempt_timer.due && !p->in_flight) {
-      s.refresh_at = unix_now + ceil_seconds(*p->attempt_timer.due - at);
-    }
-    s.refreshes = p->refreshes;
-    s.failures = p->failures;
-    s.failures_by = p->failures_by;
-    s.last_error = p->last_error;
-    status.profiles.push_back(std::move(s));
-  }
-  return status;
+  return m_impl->status();
 }
 
 void Engine::stop()

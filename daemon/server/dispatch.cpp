@@ -18,11 +18,6 @@ const config::Profile* find_profile(const config::Config& config, std::string_vi
   return it == config.profiles.end() ? nullptr : &*it;
 }
 
-ReplyLine error_reply(const proto::RequestId& id, const proto::ErrorInfo& error, bool last = false)
-{
-  return ReplyLine(proto::format_error_reply(id, error), error.code, last);
-}
-
 // Who got a token, for the audit trail (no group list: nothing to copy).
 Caller audited(const Caller& caller)
 {
@@ -49,6 +44,11 @@ std::optional<std::chrono::seconds> min_valid(const proto::Request& request)
 }
 
 } // namespace
+
+ReplyLine error_reply(const proto::RequestId& id, const proto::ErrorInfo& error, bool last)
+{
+  return ReplyLine(proto::format_error_reply(id, error), error.code, last);
+}
 
 bool may_use(const config::Profile& profile, const Caller& caller, uid_t daemon_uid)
 {
@@ -166,15 +166,24 @@ std::optional<proto::ErrorInfo> Dispatcher::check(std::string_view profile, cons
   return std::nullopt;
 }
 
-void Dispatcher::handle(std::string_view line, const Caller& caller, ReplyCallback done)
+Dispatcher::Handled Dispatcher::handle(std::string_view line, const Caller& caller, ReplyCallback done,
+                                       Watch* watch_slot)
 {
   auto request = proto::parse_request(line);
   if (!request) {
     done(error_reply(request.error().id,
                      proto::ErrorInfo{request.error().code, request.error().message, {}, {}}));
-    return;
+    return {};
+  }
+  Handled handled{request->op, {}, {}};
+  if (request->op == proto::Op::watch && watch_slot != nullptr) {
+    handled.watch_id = request->id;
+    handled.watched = request->profile;
+    *watch_slot = watch(*request, caller, std::move(done));
+    return handled;
   }
   handle(*request, caller, std::move(done));
+  return handled;
 }
 
 void Dispatcher::handle(const proto::Request& request, const Caller& caller, ReplyCallback done)

@@ -66,6 +66,10 @@ bool may_use(const config::Profile& profile, const Caller& caller, uid_t daemon_
 // with retry_after_s and the last upstream failure.
 proto::ErrorInfo to_error_info(const engine::TokenError& error);
 
+// An error reply line (`last`: the connection closes after it), for the
+// transport's own errors too (busy, request_too_large, internal).
+ReplyLine error_reply(const proto::RequestId& id, const proto::ErrorInfo& error, bool last = false);
+
 // Ends a watch when destroyed: no more replies after that.
 class Watch
 {
@@ -129,11 +133,24 @@ public:
     return m_metrics ? std::optional<std::string>(m_metrics()) : std::nullopt;
   }
 
-  // Answers one request line (without '\n'): calls `done` exactly once with
-  // the reply, possibly from inside this call. A watch request is answered
-  // with bad_request here: use watch() for it (the session switches mode).
-  void handle(std::string_view line, const Caller& caller, ReplyCallback done);
-  void handle(const proto::Request& request, const Caller& caller, ReplyCallback done);
+  // What handle() made of a request line, for the transport's counters and
+  // its watch mode.
+  struct Handled
+  {
+    std::optional<proto::Op> op; // nullopt: not a request (answered with its error)
+    // A watch request: its id and profile (reconfigure() may end the watch).
+    proto::RequestId watch_id;
+    std::string watched;
+  };
+
+  // The one entry from a request line (without '\n') to its reply: parses
+  // it (a malformed line is answered with its error: bad_request, with the
+  // id when it could be read) and answers it, calling `done` possibly from
+  // inside this call. Every request but a watch gets exactly one reply. A
+  // watch request, without `watch_slot`, is answered with bad_request; with
+  // it, it starts a watch as watch() does (`done` gets its replies) and
+  // *watch_slot keeps it: the session switches mode.
+  Handled handle(std::string_view line, const Caller& caller, ReplyCallback done, Watch* watch_slot = nullptr);
 
   // Starts a watch: `on_reply` gets the current token, then one token reply
   // per renewal, until the returned Watch is destroyed. An error (not
@@ -145,6 +162,8 @@ public:
   std::string status_line(const proto::RequestId& id, const Caller& caller) const;
 
 private:
+  void handle(const proto::Request& request, const Caller& caller, ReplyCallback done);
+
   engine::Engine& m_engine;
   std::shared_ptr<const config::Config> m_config;
   uid_t m_daemon_uid;

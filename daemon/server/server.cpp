@@ -1,6 +1,7 @@
 #include "daemon/server/server.hpp"
 
 #include "daemon/log/log.hpp"
+#include "daemon/server/line_reader.hpp"
 #include "daemon/server/peer.hpp"
 #include "proto/codec.hpp"
 #include "util/error.hpp"
@@ -149,6 +150,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>
       pause_timer(io_),
       drain_timer(io_),
       limits(limits_),
+      line_limits{proto::k_max_line_bytes, limits_.idle_timeout, limits_.partial_line_timeout},
       dispatcher(engine, config, ::geteuid(), [this] { return counters; })
   {
     apply_limits(config);
@@ -167,7 +169,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>
   asio::awaitable<void> serve(std::shared_ptr<Connection> c);
   asio::awaitable<void> watchdog(std::shared_ptr<Connection> c);
   asio::awaitable<bool> answer(std::shared_ptr<Connection> c, std::string_view line);
-  asio::awaitable<void> run_watch(std::shared_ptr<Connection> c, const proto::Request& request);
+  asio::awaitable<void> run_watch(std::shared_ptr<Connection> c, const Dispatcher::Handled& handled);
   asio::awaitable<void> watch_writer(std::shared_ptr<Connection> c);
   asio::awaitable<void> watch_reader(std::shared_ptr<Connection> c);
   asio::awaitable<void> send_busy(Protocol::socket socket);
@@ -181,6 +183,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>
   asio::steady_timer pause_timer;
   asio::steady_timer drain_timer;
   Limits limits;
+  LineLimits line_limits; // the request framing's share of `limits`
   std::uint32_t max_connections = 1024;
   Dispatcher dispatcher;
   Traffic counters;
@@ -293,8 +296,8 @@ asio::awaitable<void> Server::Impl::send_busy(Protocol::socket socket)
   auto self = shared_from_this();
   ++counters.errors;
   requests.add(std::nullopt, proto::ErrorCode::busy);
-  const std::string line =
-    proto::format_error_reply({}, proto::ErrorInfo{proto::ErrorCode::busy, "too many connections", 1, {}});
+  const ReplyLine reply = error_reply({}, {proto::ErrorCode::busy, "too many connections", 1, {}});
+  const std::string& line = reply.line;
   asio::steady_timer timer(io);
   timer.expires_after(k_busy_write_timeout);
   co_await (asio::async_write(socket, asio::buffer(line), use_nothrow) || timer.async_wait(use_nothrow));
@@ -319,7 +322,8 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Connection> c)
     try {
       ++counters.errors;
       requests.add(std::nullopt, proto::ErrorCode::internal);
-      co_await write(*c, proto::format_error_reply({}, proto::ErrorCode::internal, "internal error"));
+      const ReplyLine reply = error_reply({}, {proto::ErrorCode::internal, "internal error", {}, {}});
+      co_await write(*c, reply.line);
     } catch (const std::exception&) {
     }
   }
@@ -338,45 +342,27 @@ asio::awaitable<void> Server::Impl::serve(std::shared_ptr<Connection> c)
   using namespace asio::experimental::awaitable_operators;
   // Holds bytes only while a request is being read or answered: an idle
   // connection keeps no read buffer (see benchmarks: RssAnon per connection).
-  std::string buffer;
-  auto last_request = SteadyClock::now();
-  std::optional<SteadyClock::time_point> partial_since;
+  LineReader reader(line_limits, SteadyClock::now());
 
   for (;;) {
     // Answer every complete line, in order.
-    for (auto newline = buffer.find('\n'); newline != std::string::npos; newline = buffer.find('\n')) {
-      if (newline > proto::k_max_line_bytes) {
-        break;
-      }
-      const std::string line = buffer.substr(0, newline);
-      buffer.erase(0, newline + 1);
-      partial_since.reset();
-      last_request = SteadyClock::now();
+    while (reader.has_line()) {
+      const std::string line = reader.take_line(SteadyClock::now());
       if (!co_await answer(c, line) || c->closed || stopping) {
         co_return;
       }
     }
-    const auto newline = buffer.find('\n');
-    if (buffer.size() > proto::k_max_line_bytes && (newline == std::string::npos || newline > proto::k_max_line_bytes)) {
+    if (reader.too_long()) {
       ++counters.requests;
       ++counters.errors;
       requests.add(std::nullopt, proto::ErrorCode::request_too_large);
-      co_await write(*c, proto::format_error_reply({}, proto::ErrorCode::request_too_large,
-                                                   "request line longer than 4096 bytes"));
+      const ReplyLine reply =
+        error_reply({}, {proto::ErrorCode::request_too_large, "request line longer than 4096 bytes", {}, {}});
+      co_await write(*c, reply.line);
       co_return;
     }
-    const auto now = SteadyClock::now();
-    if (!buffer.empty() && !partial_since) {
-      partial_since = now;
-    }
-    auto deadline = last_request + limits.idle_timeout;
-    if (partial_since) {
-      deadline = std::min(deadline, *partial_since + limits.partial_line_timeout);
-    }
-    c->idle = buffer.empty();
-    if (buffer.empty()) {
-      std::string().swap(buffer);
-    }
+    const auto deadline = reader.wait(SteadyClock::now());
+    c->idle = reader.empty();
     c->read_deadline = deadline;
     if (deadline < c->watchdog.expiry()) {
       c->watchdog.expires_at(deadline); // wakes the watchdog to re-arm earlier
@@ -389,15 +375,14 @@ asio::awaitable<void> Server::Impl::serve(std::shared_ptr<Connection> c)
     c->reading = false;
     c->idle = false;
     if (c->timed_out) {
-      log::debug("connection (pid {}): {} timeout", c->caller.pid, partial_since ? "partial line" : "idle");
+      log::debug("connection (pid {}): {} timeout", c->caller.pid, reader.partial() ? "partial line" : "idle");
       co_return;
     }
-    buffer.append(c->first_bytes.data(), n);
+    reader.append(std::string_view(c->first_bytes.data(), n));
     if (!ec && n == c->first_bytes.size()) {
-      const std::size_t held = buffer.size();
-      buffer.resize(held + k_read_chunk);
-      const std::size_t more = c->socket.read_some(asio::buffer(buffer.data() + held, k_read_chunk), ec);
-      buffer.resize(held + more);
+      reader.fill(k_read_chunk, [&c, &ec](char* data, std::size_t size) {
+        return c->socket.read_some(asio::buffer(data, size), ec);
+      });
       if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::eof) {
         ec = {}; // nothing more yet; an end of stream shows up on the next read
       }
@@ -405,8 +390,8 @@ asio::awaitable<void> Server::Impl::serve(std::shared_ptr<Connection> c)
     if (ec == asio::error::eof) {
       // Half-close: every complete line has been answered; a last line
       // without its '\n' is answered too (bad_request if it is cut short).
-      if (!buffer.empty()) {
-        co_await answer(c, buffer);
+      if (!reader.empty()) {
+        co_await answer(c, reader.rest());
       }
       co_return;
     }
@@ -443,50 +428,38 @@ asio::awaitable<void> Server::Impl::watchdog(std::shared_ptr<Connection> c)
 asio::awaitable<bool> Server::Impl::answer(std::shared_ptr<Connection> c, std::string_view line)
 {
   ++counters.requests;
-  auto request = proto::parse_request(line);
-  if (request && request->op == proto::Op::watch) {
-    co_await run_watch(c, *request);
-    co_return false;
-  }
-  std::optional<ReplyLine> reply;
-  {
-    std::weak_ptr<Connection> weak = c;
-    auto done = [weak](ReplyLine r) {
+  std::weak_ptr<Connection> weak = c;
+  const Dispatcher::Handled handled = dispatcher.handle(
+    line, c->caller,
+    [weak](ReplyLine r) {
       if (auto conn = weak.lock()) {
         conn->push(std::move(r));
       }
-    };
-    if (request) {
-      dispatcher.handle(*request, c->caller, done);
-    } else {
-      const proto::RequestError& error = request.error();
-      done(ReplyLine(proto::format_error_reply(error.id, proto::ErrorInfo{error.code, error.message, {}, {}}), error.code));
-    }
+    },
+    &c->watch);
+  if (handled.op == proto::Op::watch) {
+    co_await run_watch(c, handled);
+    co_return false;
   }
-  reply = co_await next_reply(c);
+  std::optional<ReplyLine> reply = co_await next_reply(c);
   if (!reply) {
     co_return false;
   }
   if (reply->error) {
     ++counters.errors;
   }
-  requests.add(request ? std::optional(request->op) : std::nullopt,
-               reply->error ? std::optional(reply->code) : std::nullopt);
+  requests.add(handled.op, reply->error ? std::optional(reply->code) : std::nullopt);
   co_return co_await write(*c, reply->line) && !reply->last;
 }
 
-asio::awaitable<void> Server::Impl::run_watch(std::shared_ptr<Connection> c, const proto::Request& request)
+// The session in watch mode: the dispatcher started the watch (its replies
+// reach c->out) and c->watch keeps it.
+asio::awaitable<void> Server::Impl::run_watch(std::shared_ptr<Connection> c, const Dispatcher::Handled& handled)
 {
   using namespace asio::experimental::awaitable_operators;
   c->watching = true;
-  c->watched = request.profile;
-  c->watch_id = request.id;
-  std::weak_ptr<Connection> weak = c;
-  c->watch = dispatcher.watch(request, c->caller, [weak](ReplyLine r) {
-    if (auto conn = weak.lock()) {
-      conn->push(std::move(r));
-    }
-  });
+  c->watched = handled.watched;
+  c->watch_id = handled.watch_id;
   co_await (watch_writer(c) || watch_reader(c));
   c->watch = Watch();
 }
@@ -676,7 +649,7 @@ void Server::reconfigure(const config::Config& config)
     if (auto denied = impl.dispatcher.authorize(c->watched, c->caller)) {
       c->watch = Watch();
       c->out.clear();
-      c->push(ReplyLine(proto::format_error_reply(c->watch_id, *denied), denied->code, true));
+      c->push(error_reply(c->watch_id, *denied, true));
     }
   }
 }

@@ -9,6 +9,7 @@
 #include "daemon/http/routes.hpp"
 #include "daemon/log/log.hpp"
 #include "http/message.hpp"
+#include "tests/support/dispatch_fixture.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -87,38 +88,33 @@ private:
 config::Config make_config()
 {
   config::Config config;
-  config::Profile reader;
-  reader.name = "reader";
-  reader.profile_id = "P1";
-  config::Profile ops;
-  ops.name = "ops";
-  ops.profile_crn = "crn:v1:bluemix:public:iam-identity::a/1::profile:P3";
-  ops.allow = config::Allow{{1001}, {}, {}, {}};
-  config::Profile fallback;
-  fallback.name = "default";
-  config.profiles = {reader, ops, fallback};
+  config.profiles = {test::profile("reader", "P1"),
+                     test::profile("ops", "", "", "crn:v1:bluemix:public:iam-identity::a/1::profile:P3",
+                                   config::Allow{{1001}, {}, {}, {}}),
+                     test::profile("default", "")};
   return config;
 }
 
-struct World
+// The ports, constructed before (and outliving) the engine on them.
+struct FuzzPorts
+{
+  Clock clock;
+  Timers timers;
+  Random random;
+  Upstream upstream;
+};
+
+struct World : FuzzPorts, test::DispatchStack
 {
   World()
+    : test::DispatchStack(engine::Ports{clock, timers, random, upstream}, make_config(), 0,
+                          [] { return server::Traffic{}; }, server::Via::http)
   {
     log::set_level(log::Level::error);
     engine.start();
     upstream.drain();
     dispatcher.set_metrics([] { return std::string("x 1\n"); });
   }
-  Clock clock;
-  Timers timers;
-  Random random;
-  Upstream upstream;
-  config::Config config = make_config();
-  engine::Engine engine{engine::Ports{clock, timers, random, upstream}, engine::Settings{},
-                        {{"reader", {"P1", "", ""}},
-                         {"ops", {"", "", "crn:v1:bluemix:public:iam-identity::a/1::profile:P3"}},
-                         {"default", {"", "", ""}}}};
-  server::Dispatcher dispatcher{engine, config, 0, [] { return server::Traffic{}; }, server::Via::http};
   std::uint8_t byte = 0;
   http::Routes routes{dispatcher, engine,
                       http::RoutePorts{[] { return http::WallClock::time_point(std::chrono::seconds(1'795'000'000)); },

@@ -1,6 +1,7 @@
 #include "daemon/log/log.hpp"
 #include "daemon/server/dispatch.hpp"
 #include "tests/unit/engine_fakes.hpp"
+#include "tests/support/dispatch_fixture.hpp"
 #include "tests/support/log_capture.hpp"
 
 #include <catch2/catch.hpp>
@@ -16,19 +17,13 @@ using server::ReplyLine;
 
 namespace {
 
-constexpr uid_t k_daemon_uid = 4242;
+using test::k_daemon_uid;
 
 config::Config make_config()
 {
   config::Config config;
-  config::Profile reader;
-  reader.name = "reader";
-  reader.profile_id = "P1";
-  config::Profile deployer;
-  deployer.name = "deployer";
-  deployer.profile_id = "P2";
-  deployer.allow = config::Allow{{1001}, {500}, {}, {}};
-  config.profiles = {reader, deployer};
+  config.profiles = {test::profile("reader", "P1"),
+                     test::profile("deployer", "P2", {}, {}, config::Allow{{1001}, {500}, {}, {}})};
   return config;
 }
 
@@ -37,16 +32,11 @@ Caller caller(uid_t uid, gid_t gid = 100, std::vector<gid_t> groups = {})
   return Caller{uid, gid, 1, std::move(groups)};
 }
 
-struct Fixture
+struct Fixture : FakePorts, test::DispatchStack
 {
-  FakeClock clock;
-  FakeTimers timers{clock};
-  FakeRandom random;
-  FakeUpstream upstream{clock, timers};
-  engine::Engine engine{engine::Ports{clock, timers, random, upstream}, engine::Settings{},
-                        {{"reader", {"P1", "", ""}}, {"deployer", {"P2", "", ""}}}};
+  Fixture() : test::DispatchStack(ports(), make_config(), k_daemon_uid, [this] { return counters; }) {}
+
   server::Traffic counters{7, 2, 3};
-  Dispatcher dispatcher{engine, make_config(), k_daemon_uid, [this] { return counters; }};
 
   // Handles `line` and runs simulated time until it is answered (at most 60 s).
   std::optional<ReplyLine> ask(std::string_view line, const Caller& who)

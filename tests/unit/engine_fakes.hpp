@@ -306,19 +306,26 @@ private:
 
 // The simulated world plus an engine on it. The engine is declared last so
 // it is destroyed first.
-struct Rig
+// Every port, simulated: a fixture derives from this first so the ports
+// outlive the engine it makes on them.
+struct FakePorts
 {
   FakeClock clock;
   FakeTimers timers{clock};
   FakeRandom random;
   FakeUpstream upstream{clock, timers};
+
+  Ports ports() { return Ports{clock, timers, random, upstream}; }
+};
+
+struct Rig : FakePorts
+{
   Settings settings;
   std::unique_ptr<Engine> engine;
 
   Engine& make(std::vector<ProfileSpec> profiles)
   {
-    engine = std::make_unique<Engine>(Ports{clock, timers, random, upstream}, settings,
-                                      std::move(profiles));
+    engine = std::make_unique<Engine>(ports(), settings, std::move(profiles));
     return *engine;
   }
 };

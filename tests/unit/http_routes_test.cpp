@@ -7,6 +7,7 @@
 #include "daemon/log/log.hpp"
 #include "tests/support/log_capture.hpp"
 #include "tests/unit/engine_fakes.hpp"
+#include "tests/support/dispatch_fixture.hpp"
 
 #include <catch2/catch.hpp>
 #include <simdjson.h>
@@ -23,21 +24,11 @@ using server::Caller;
 
 namespace {
 
-constexpr uid_t k_daemon_uid = 4242;
+using test::k_daemon_uid;
 constexpr std::string_view k_crn3 = "crn:v1:bluemix:public:iam-identity::a/1::profile:P3";
 constexpr std::string_view k_grant = "grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token&cr_token=x";
 
-config::Profile profile(std::string name, std::string id, std::string profile_name, std::string crn,
-                        std::optional<config::Allow> allow = std::nullopt)
-{
-  config::Profile p;
-  p.name = std::move(name);
-  p.profile_id = std::move(id);
-  p.profile_name = std::move(profile_name);
-  p.profile_crn = std::move(crn);
-  p.allow = std::move(allow);
-  return p;
-}
+using test::profile;
 
 const config::Allow k_only_1001{{1001}, {}, {}, {}};
 
@@ -56,15 +47,6 @@ config::Config make_config()
     profile("default", "", "", ""),
   };
   return config;
-}
-
-std::vector<engine::ProfileSpec> specs(const config::Config& config)
-{
-  std::vector<engine::ProfileSpec> out;
-  for (const auto& p : config.profiles) {
-    out.push_back({p.name, {p.profile_id, p.profile_name, p.profile_crn}});
-  }
-  return out;
 }
 
 Caller caller(uid_t uid)
@@ -104,20 +86,14 @@ Request trade(const std::string& handle, std::string body = {}, std::string targ
   return request("POST", std::move(target), {{"Authorization", "Bearer " + handle}}, std::move(body));
 }
 
-struct Fixture
+struct Fixture : FakePorts, test::DispatchStack
 {
-  explicit Fixture(config::Config c = make_config()) : config(std::move(c))
+  explicit Fixture(config::Config c = make_config())
+    : test::DispatchStack(ports(), std::move(c), k_daemon_uid, [] { return server::Traffic{}; }, server::Via::http)
   {
     upstream.answer_all(300s, 3600s);
   }
 
-  config::Config config;
-  FakeClock clock;
-  FakeTimers timers{clock};
-  FakeRandom random;
-  FakeUpstream upstream{clock, timers};
-  engine::Engine engine{engine::Ports{clock, timers, random, upstream}, engine::Settings{}, specs(config)};
-  server::Dispatcher dispatcher{engine, config, k_daemon_uid, [] { return server::Traffic{}; }, server::Via::http};
   http::WallClock::time_point wall = http::WallClock::time_point(std::chrono::seconds(1'795'000'000));
   std::uint8_t next_byte = 0;
   http::Routes routes{dispatcher, engine, http::RoutePorts{[this] { return wall; }, [this](std::span<unsigned char> out) {

@@ -3,6 +3,7 @@
 #include "daemon/engine/system_ports.hpp"
 #include "daemon/log/log.hpp"
 #include "proto/codec.hpp"
+#include "tests/support/dispatch_fixture.hpp"
 #include "tests/support/other_user.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/log_capture.hpp"
@@ -106,14 +107,8 @@ config::Config make_config(const std::string& socket_path)
 {
   config::Config config;
   config.socket.path = socket_path;
-  config::Profile reader;
-  reader.name = "reader";
-  reader.profile_id = "P1";
-  config::Profile locked;
-  locked.name = "locked";
-  locked.profile_id = "P2";
-  locked.allow = config::Allow{{1001}, {}, {}, {}};
-  config.profiles = {reader, locked};
+  config.profiles = {test::profile("reader", "P1"),
+                     test::profile("locked", "P2", {}, {}, config::Allow{{1001}, {}, {}, {}})};
   return config;
 }
 
@@ -148,8 +143,7 @@ struct Harness
   // Creates the server and listens; returns listen()'s result.
   tl::expected<void, std::string> listen(server::Limits limits = short_limits())
   {
-    engine.emplace(engine::Ports{clock, timers, random, upstream}, engine::Settings{},
-                   std::vector<engine::ProfileSpec>{{"reader", {"P1", "", ""}}, {"locked", {"P2", "", ""}}});
+    engine.emplace(engine::Ports{clock, timers, random, upstream}, engine::Settings{}, test::specs(make_config(path)));
     server.emplace(io, *engine, config, limits);
     return server->listen();
   }
