@@ -618,9 +618,11 @@ tl::expected<object, std::string> ok_reply_object(simdjson::dom::parser& parser,
   return *obj;
 }
 
-} // namespace
-
-tl::expected<std::string, std::string> parse_metrics_reply(std::string_view line)
+// Parses `line` as an ok reply with a parser of its own (status replies can
+// be big: many profiles), wiped like parse_reply's in case the line carries
+// a token, and reads its object with `read`.
+template<typename T>
+tl::expected<T, std::string> read_ok_reply(std::string_view line, tl::expected<T, std::string> (*read)(object))
 {
   simdjson::dom::parser parser;
   const WipeOnExit wipe{parser};
@@ -628,9 +630,14 @@ tl::expected<std::string, std::string> parse_metrics_reply(std::string_view line
   if (!obj) {
     return tl::unexpected(std::move(obj.error()));
   }
+  return read(*obj);
+}
+
+tl::expected<std::string, std::string> read_metrics(object obj)
+{
   std::string error;
   std::string text;
-  ObjectReader top(*obj, "", error);
+  ObjectReader top(obj, "", error);
   top.string("text", text);
   if (!error.empty()) {
     return tl::unexpected(std::move(error));
@@ -638,20 +645,11 @@ tl::expected<std::string, std::string> parse_metrics_reply(std::string_view line
   return text;
 }
 
-tl::expected<StatusInfo, std::string> parse_status_reply(std::string_view line)
+tl::expected<StatusInfo, std::string> read_status(object obj)
 {
-  // Status replies can be big (many profiles): use a parser of our own,
-  // wiped like parse_reply's in case the line carries a token.
-  simdjson::dom::parser parser;
-  const WipeOnExit wipe{parser};
-  auto obj = ok_reply_object(parser, line);
-  if (!obj) {
-    return tl::unexpected(std::move(obj.error()));
-  }
-
   std::string error;
   StatusInfo status;
-  ObjectReader top(*obj, "", error);
+  ObjectReader top(obj, "", error);
   top.string("version", status.version);
   top.int64("uptime_s", status.uptime_s);
   if (auto source = top.child_object("source", false)) {
@@ -707,6 +705,18 @@ tl::expected<StatusInfo, std::string> parse_status_reply(std::string_view line)
     return tl::unexpected(std::move(error));
   }
   return status;
+}
+
+} // namespace
+
+tl::expected<std::string, std::string> parse_metrics_reply(std::string_view line)
+{
+  return read_ok_reply(line, read_metrics);
+}
+
+tl::expected<StatusInfo, std::string> parse_status_reply(std::string_view line)
+{
+  return read_ok_reply(line, read_status);
 }
 
 } // namespace iamtok::proto

@@ -396,22 +396,24 @@ void Routes::handle(const Request& request, const server::Caller* caller, Done d
 
 namespace {
 
-Response iam_error(int status, std::string_view code, std::string_view message, const std::string& request_id)
+Response json_response(int status, std::string body)
 {
   Response r;
   r.status = status;
-  r.body = fmt::format(R"({{"errorCode":{},"errorMessage":{},"context":{{"requestId":{}}}}})", json::quoted(code),
-                       json::quoted(message), json::quoted(request_id));
+  r.body = std::move(body);
   return r;
+}
+
+Response iam_error(int status, std::string_view code, std::string_view message, const std::string& request_id)
+{
+  return json_response(status, fmt::format(R"({{"errorCode":{},"errorMessage":{},"context":{{"requestId":{}}}}})",
+                                           json::quoted(code), json::quoted(message), json::quoted(request_id)));
 }
 
 Response imds_error(int status, std::string_view code, std::string_view message, const std::string& trace)
 {
-  Response r;
-  r.status = status;
-  r.body = fmt::format(R"({{"errors":[{{"code":{},"message":{}}}],"trace":{}}})", json::quoted(code),
-                       json::quoted(message), json::quoted(trace));
-  return r;
+  return json_response(status, fmt::format(R"({{"errors":[{{"code":{},"message":{}}}],"trace":{}}})",
+                                           json::quoted(code), json::quoted(message), json::quoted(trace)));
 }
 
 // True if `body` is one JSON object (no duplicate keys) or blank (read as

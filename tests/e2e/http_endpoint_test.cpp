@@ -200,20 +200,46 @@ std::uint16_t start_ready(DaemonFixture& fixture, const DaemonConfig& config = h
 
 constexpr std::string_view k_form = "application/x-www-form-urlencoded";
 
+// What ContainerAuthenticator sends for `profile_id`, with the placeholder CR token.
+std::string iam_token_request(std::string_view profile_id)
+{
+  return post("/identity/token", k_form,
+              fmt::format("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token"
+                          "&cr_token=placeholder&profile_id={}",
+                          profile_id));
+}
+
+// A daemon whose profiles hold tokens, the socket's token for `profile`, and
+// the simulator's stats before any HTTP request.
+struct Ready
+{
+  explicit Ready(const std::string& profile)
+    : port(start_ready(fixture)), socket_token(fixture.token(profile)), stats_before(fixture.sim_stats())
+  {
+    REQUIRE(socket_token.ok);
+  }
+  DaemonFixture fixture;
+  std::uint16_t port;
+  proto::Reply socket_token;
+  std::string stats_before;
+};
+
+// The simulator counted no token call since `before` (its earlier stats).
+void check_no_upstream_call_since(DaemonFixture& fixture, const std::string& before)
+{
+  const auto after = fixture.sim_stats();
+  CHECK(json_count(after, "imds_iam_token") == json_count(before, "imds_iam_token"));
+  CHECK(json_count(after, "imds_token") == json_count(before, "imds_token"));
+}
+
 } // namespace
 
 TEST_CASE("the IAM-style call hands out the socket's cached token with no extra upstream exchange", "[http]")
 {
-  DaemonFixture fixture;
-  const auto port = start_ready(fixture);
-  const auto socket_token = fixture.token("reader");
-  REQUIRE(socket_token.ok);
-  const auto before = fixture.sim_stats();
+  Ready ready("reader");
+  auto& [fixture, port, socket_token, before] = ready;
 
-  const auto r = one_request(port, post("/identity/token", k_form,
-                                     fmt::format("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token"
-                                                 "&cr_token=placeholder&profile_id={}",
-                                                 k_reader_id)));
+  const auto r = one_request(port, iam_token_request(k_reader_id));
   REQUIRE(r.status == 200);
   CHECK(json_string(r.body, "access_token") == socket_token.access_token.expose());
   CHECK(json_string(r.body, "refresh_token") == "not_supported");
@@ -222,18 +248,13 @@ TEST_CASE("the IAM-style call hands out the socket's cached token with no extra 
   CHECK(json_count(r.body, "expiration") == socket_token.expires_at);
   CHECK(json_count(r.body, "expires_in") > 0);
 
-  const auto after = fixture.sim_stats();
-  CHECK(json_count(after, "imds_iam_token") == json_count(before, "imds_iam_token"));
-  CHECK(json_count(after, "imds_token") == json_count(before, "imds_token"));
+  check_no_upstream_call_since(fixture, before);
 }
 
 TEST_CASE("the IMDS-style calls trade a local handle for the socket's token, on both API generations", "[http]")
 {
-  DaemonFixture fixture;
-  const auto port = start_ready(fixture);
-  const auto socket_token = fixture.token("deployer");
-  REQUIRE(socket_token.ok);
-  const auto before = fixture.sim_stats();
+  Ready ready("deployer");
+  auto& [fixture, port, socket_token, before] = ready;
 
   for (const auto& [token_path, iam_path] : {std::pair{"/instance_identity/v1/token?version=2021-09-20",
                                                        "/instance_identity/v1/iam_token?version=2021-09-20"},
@@ -268,9 +289,7 @@ TEST_CASE("the IMDS-style calls trade a local handle for the socket's token, on 
     CHECK(refused.status == 401);
     CHECK(refused.body.find(R"("code":"unauthenticated")") != std::string::npos);
   }
-  const auto after = fixture.sim_stats();
-  CHECK(json_count(after, "imds_iam_token") == json_count(before, "imds_iam_token"));
-  CHECK(json_count(after, "imds_token") == json_count(before, "imds_token"));
+  check_no_upstream_call_since(fixture, before);
 }
 
 TEST_CASE("healthz, readyz and metrics answer over HTTP and the metrics count HTTP requests", "[http]")
@@ -449,14 +468,11 @@ std::vector<std::string> tcp_listeners_of(pid_t pid)
 // on 127.0.0.1:port; the HTTP status the daemon answered (0: none).
 int status_as_nobody(std::uint16_t port, std::string_view profile_id)
 {
-  const std::string request = post("/identity/token", "application/x-www-form-urlencoded",
-                                   fmt::format("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token"
-                                               "&cr_token=placeholder&profile_id={}",
-                                               profile_id));
+  const std::string request = iam_token_request(profile_id);
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) {
+    if (!become_other_user()) {
       ::_exit(100);
     }
     try {
@@ -498,10 +514,7 @@ TEST_CASE("a caller over HTTP is the user owning its socket: the allow lists app
   CHECK(status_as_nobody(port, k_reader_id) == 403);
   CHECK(status_as_nobody(port, k_deployer_id) == 200);
   // The daemon's own caller, root, may use both.
-  const auto r = one_request(port, post("/identity/token", k_form,
-                                     fmt::format("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token"
-                                                 "&cr_token=placeholder&profile_id={}",
-                                                 k_reader_id)));
+  const auto r = one_request(port, iam_token_request(k_reader_id));
   CHECK(r.status == 200);
 }
 
@@ -569,10 +582,7 @@ TEST_CASE("iamtokend serves HTTP on a socket systemd passes as http instead of b
   const auto socket_token = fixture.token("reader");
   REQUIRE(socket_token.ok);
 
-  const auto r = one_request(passed_port, post("/identity/token", k_form,
-                                             fmt::format("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token"
-                                                         "&cr_token=placeholder&profile_id={}",
-                                                         k_reader_id)));
+  const auto r = one_request(passed_port, iam_token_request(k_reader_id));
   REQUIRE(r.status == 200);
   CHECK(json_string(r.body, "access_token") == socket_token.access_token.expose());
   // Only the passed socket listens: the configured address is not bound.

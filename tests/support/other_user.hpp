@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -27,6 +28,28 @@ namespace iamtok::test {
 
 inline constexpr uid_t k_other_uid = 65534;
 inline constexpr gid_t k_other_gid = 65534;
+
+// In a forked child: drops every group and becomes k_other_uid/k_other_gid.
+// Async-signal-safe; false if the kernel refused.
+inline bool become_other_user() noexcept
+{
+  return ::setgroups(0, nullptr) == 0 && ::setgid(k_other_gid) == 0 && ::setuid(k_other_uid) == 0;
+}
+
+// In a forked child: becomes the other user and connects a new stream
+// socket to `address`; the descriptor, else _exit(2) if it cannot become the
+// user and _exit(3) if it cannot connect. Async-signal-safe.
+inline int connect_as_other_user(const sockaddr* address, socklen_t length) noexcept
+{
+  if (!become_other_user()) {
+    ::_exit(2);
+  }
+  const int fd = ::socket(address->sa_family, SOCK_STREAM, 0);
+  if (fd < 0 || ::connect(fd, address, length) != 0) {
+    ::_exit(3);
+  }
+  return fd;
+}
 
 // What the other user must be able to do with a path: access(2) modes.
 struct Reach
@@ -49,7 +72,7 @@ inline std::string other_user_problem(const std::vector<Reach>& paths)
   }
   if (child == 0) {
     // Only async-signal-safe calls here.
-    if (::setgroups(0, nullptr) != 0 || ::setgid(k_other_gid) != 0 || ::setuid(k_other_uid) != 0) {
+    if (!become_other_user()) {
       ::_exit(255);
     }
     for (std::size_t i = 0; i < paths.size() && i < 250; ++i) {

@@ -167,13 +167,7 @@ TEST_CASE("a client running as another user is identified as that user, not as t
   if (child == 0) {
     // Only async-signal-safe calls here.
     ::close(hold[1]);
-    if (::setgroups(0, nullptr) != 0 || ::setgid(test::k_other_gid) != 0 || ::setuid(test::k_other_uid) != 0) {
-      ::_exit(2);
-    }
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&target), sizeof(sockaddr_in)) != 0) {
-      ::_exit(3);
-    }
+    test::connect_as_other_user(reinterpret_cast<const sockaddr*>(&target), sizeof(sockaddr_in));
     char byte = 0;
     while (::read(hold[0], &byte, 1) < 0 && errno == EINTR) {
     }

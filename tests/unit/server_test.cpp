@@ -490,13 +490,7 @@ TEST_CASE("a caller outside a profile's allow list is forbidden on the real sock
   if (child == 0) {
     // Only async-signal-safe calls here.
     ::close(pipe_fds[0]);
-    if (::setgroups(0, nullptr) != 0 || ::setgid(test::k_other_gid) != 0 || ::setuid(test::k_other_uid) != 0) {
-      ::_exit(2);
-    }
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-      ::_exit(3);
-    }
+    const int fd = test::connect_as_other_user(reinterpret_cast<const sockaddr*>(&address), sizeof(address));
     timeval timeout{5, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {

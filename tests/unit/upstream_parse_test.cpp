@@ -40,6 +40,14 @@ bool mentions_token(const std::string& text)
 // 2026-11-23T08:00:00Z
 constexpr std::int64_t k_now = 1795420800;
 
+// `body` parses as a `call` reply holding k_token for `expires_in`.
+void check_token_reply(Call call, const std::string& body, std::chrono::seconds expires_in)
+{
+  const auto result = parse_token_reply(call, body);
+  REQUIRE(result.has_value());
+  REQUIRE(result->token == Secret(k_token));
+  REQUIRE(result->expires_in == expires_in);
+}
 
 } // namespace
 
@@ -48,10 +56,7 @@ TEST_CASE("an IMDS instance identity token reply yields its token and expires_in
   for (const auto* stamps : {R"("created_at":"2026-11-23T08:00:00.000Z","expires_at":"2026-11-23T09:00:00.000Z",)",
                              R"("created_at":"2026-11-23T08:00:00Z","expires_at":"2026-11-23T09:00:00Z",)"}) {
     const auto body = with_token(R"({"access_token":")", std::string(R"(",)") + stamps + R"("expires_in":3600})");
-    const auto result = parse_token_reply(Call::imds_token, body);
-    REQUIRE(result.has_value());
-    REQUIRE(result->token == Secret(k_token));
-    REQUIRE(result->expires_in == std::chrono::seconds(3600));
+    check_token_reply(Call::imds_token, body, std::chrono::seconds(3600));
   }
 }
 
@@ -59,10 +64,7 @@ TEST_CASE("an IMDS iam_token reply yields the IAM token and its lifetime")
 {
   const auto body = with_token(R"({"access_token":")",
                                R"(","created_at":"2026-11-23T08:00:00Z","expires_at":"2026-11-23T08:05:00Z","expires_in":300})");
-  const auto result = parse_token_reply(Call::imds_iam_token, body);
-  REQUIRE(result.has_value());
-  REQUIRE(result->token == Secret(k_token));
-  REQUIRE(result->expires_in == std::chrono::seconds(300));
+  check_token_reply(Call::imds_iam_token, body, std::chrono::seconds(300));
 }
 
 TEST_CASE("an IAM token reply is accepted with all documented fields or only the required two")
